@@ -1,0 +1,382 @@
+//! The client's command line: global options, subcommands and the environment they run in.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::client::Client;
+use crate::commands;
+use crate::git;
+use crate::login_file::LoginFile;
+use crate::token::Token;
+
+/// Where `slipway server` listens by default.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:7070";
+
+/// Options every client subcommand accepts, before or after the subcommand name.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalOpts {
+    /// Server URL [default: the one stored by `slipway login`, else http://127.0.0.1:7070]
+    #[arg(long, global = true, env = "SLIPWAY_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// API token [default: the one stored by `slipway login` for this server]
+    #[arg(
+        long,
+        global = true,
+        env = "SLIPWAY_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<Token>,
+    /// App to act on [default: from the `platform` git remote of the current repository]
+    #[arg(short = 'a', long, global = true, value_name = "APP")]
+    pub app: Option<String>,
+    /// Print JSON instead of tables
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The client subcommands. The binary flattens this enum into its own, next to `server`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClientCommand {
+    /// Check a token and store it, with the server URL, for later commands and `git push`
+    ///
+    /// Takes --url and --token; without --token, reads the token from standard input when it
+    /// is not a terminal.
+    Login,
+    /// Forget the stored URL and token
+    Logout,
+    /// Show who the token belongs to
+    Whoami,
+    /// List apps
+    Apps,
+    /// Create an app (and its `platform` git remote, inside a repository)
+    #[command(name = "apps:create")]
+    AppsCreate {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Show an app
+    #[command(name = "apps:info")]
+    AppsInfo,
+    /// Destroy an app with everything it owns
+    #[command(name = "apps:destroy")]
+    AppsDestroy {
+        /// The app's name again, to confirm
+        #[arg(long, value_name = "NAME")]
+        confirm: Option<String>,
+    },
+    /// Point a git remote of the current repository at the app
+    #[command(name = "git:remote")]
+    GitRemote {
+        #[arg(short = 'r', long, value_name = "NAME", default_value = git::DEFAULT_REMOTE)]
+        remote: String,
+    },
+    /// Show the app's config vars
+    Config,
+    /// Print one config var
+    #[command(name = "config:get")]
+    ConfigGet {
+        #[arg(value_name = "KEY")]
+        key: String,
+    },
+    /// Set config vars and restart the app with them
+    #[command(name = "config:set")]
+    ConfigSet {
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        vars: Vec<String>,
+    },
+    /// Unset config vars and restart the app without them
+    #[command(name = "config:unset")]
+    ConfigUnset {
+        #[arg(value_name = "KEY", required = true)]
+        keys: Vec<String>,
+    },
+    /// List releases, newest first
+    Releases,
+    /// Show one release
+    #[command(name = "releases:info")]
+    ReleasesInfo {
+        #[arg(value_name = "VERSION")]
+        version: String,
+    },
+    /// List builds, newest first
+    Builds,
+    /// Print a build's output
+    #[command(name = "builds:output")]
+    BuildsOutput {
+        #[arg(value_name = "ID", default_value = "latest")]
+        id: String,
+    },
+}
+
+/// The client alone, for programs that want no server subcommands.
+#[derive(Debug, Parser)]
+#[command(name = "slipway", about = "Slipway client")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: ClientCommand,
+}
+
+/// What the client reads from its surroundings: the login file's location and the directory
+/// whose git repository `-a` is inferred from. `run` takes it from the process; tests build
+/// one around temporary directories.
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub home: PathBuf,
+    pub xdg_config_home: Option<PathBuf>,
+    pub cwd: PathBuf,
+}
+
+impl Env {
+    pub fn from_process() -> anyhow::Result<Env> {
+        let home = std::env::var_os("HOME")
+            .filter(|home| !home.is_empty())
+            .ok_or_else(|| anyhow!("HOME is not set: cannot find the login file"))?;
+        let xdg_config_home = std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .filter(|dir| dir.is_absolute());
+        let cwd = std::env::current_dir().context("cannot read the current directory")?;
+        Ok(Env {
+            home: home.into(),
+            xdg_config_home,
+            cwd,
+        })
+    }
+
+    /// `$XDG_CONFIG_HOME/slipway/config.toml`, else `~/.config/slipway/config.toml`.
+    pub fn login_file(&self) -> PathBuf {
+        self.xdg_config_home
+            .clone()
+            .unwrap_or_else(|| self.home.join(".config"))
+            .join("slipway")
+            .join("config.toml")
+    }
+
+    pub fn netrc(&self) -> PathBuf {
+        self.home.join(".netrc")
+    }
+}
+
+/// Runs one client command in the process's environment, printing to standard output.
+pub async fn run(mut global: GlobalOpts, command: ClientCommand) -> anyhow::Result<()> {
+    let env = Env::from_process()?;
+    if matches!(command, ClientCommand::Login) && global.token.is_none() {
+        global.token = token_from_stdin()?;
+    }
+    run_in(&env, global, command, &mut std::io::stdout()).await
+}
+
+/// Runs one client command in `env`, printing to `out`. Reads nothing from the process
+/// environment: the same code path as `run`, for tests.
+pub async fn run_in(
+    env: &Env,
+    global: GlobalOpts,
+    command: ClientCommand,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let login = LoginFile::load(&env.login_file())?;
+    let mut session = Session {
+        env,
+        global,
+        login,
+        out,
+    };
+    commands::dispatch(&mut session, command).await
+}
+
+/// A token piped in (`cat token | slipway login`), so it stays out of shell history.
+fn token_from_stdin() -> anyhow::Result<Option<Token>> {
+    let mut stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    stdin
+        .read_to_string(&mut text)
+        .context("cannot read the token from standard input")?;
+    let token = text.trim();
+    Ok((!token.is_empty()).then(|| Token::from(token.to_owned())))
+}
+
+/// One command's view of its options, the stored login and where to print.
+pub(crate) struct Session<'a> {
+    pub(crate) env: &'a Env,
+    pub(crate) global: GlobalOpts,
+    pub(crate) login: Option<LoginFile>,
+    pub(crate) out: &'a mut (dyn Write + Send),
+}
+
+impl Session<'_> {
+    /// `--url`, else the stored login's, else the default; without a trailing slash.
+    pub(crate) fn server_url(&self) -> String {
+        let url = self
+            .global
+            .url
+            .as_deref()
+            .or(self.login.as_ref().map(|login| login.url.as_str()))
+            .unwrap_or(DEFAULT_URL);
+        url.trim_end_matches('/').to_owned()
+    }
+
+    /// A client with a token: `--token`, else the stored one when it was stored for this
+    /// server (a token is never sent to a server it was not issued for).
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
+        let url = self.server_url();
+        let stored = self
+            .login
+            .as_ref()
+            .filter(|login| login.url.trim_end_matches('/') == url)
+            .map(|login| &login.token);
+        let Some(token) = self.global.token.as_ref().or(stored) else {
+            bail!(
+                "not logged in to {url}: run `slipway login --url {url} --token TOKEN` or set SLIPWAY_TOKEN"
+            );
+        };
+        Ok(Client::new(&url, Some(token.expose().to_owned()))?)
+    }
+
+    /// `-a`, else the app the `platform` remote of the current repository pushes to.
+    pub(crate) async fn app(&self) -> anyhow::Result<String> {
+        if let Some(app) = &self.global.app {
+            return Ok(app.clone());
+        }
+        let remote = git::remote_url(&self.env.cwd, git::DEFAULT_REMOTE).await;
+        match remote.as_deref().map(git::app_from_remote_url) {
+            Some(Some(app)) => Ok(app.to_owned()),
+            Some(None) => bail!(
+                "git remote `{}` ({}) is not a slipway app URL: pass -a APP",
+                git::DEFAULT_REMOTE,
+                remote.unwrap_or_default()
+            ),
+            None => bail!(
+                "no app given: pass -a APP, or run inside a repository with a `{}` git remote (`slipway git:remote -a APP` adds one)",
+                git::DEFAULT_REMOTE
+            ),
+        }
+    }
+
+    pub(crate) fn print(&mut self, text: &str) -> anyhow::Result<()> {
+        self.out
+            .write_all(text.as_bytes())
+            .and_then(|()| self.out.flush())
+            .context("cannot write the output")
+    }
+
+    pub(crate) fn print_json(&mut self, value: &impl Serialize) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(value).context("cannot encode JSON output")?;
+        self.print(&format!("{text}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("slipway").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_definition_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn subcommands_are_named_with_colons() {
+        let cli = parse(&["apps:create", "myapp"]).unwrap();
+        assert!(matches!(cli.command, ClientCommand::AppsCreate { name } if name == "myapp"));
+        let cli = parse(&["config:set", "A=1", "B=x=y"]).unwrap();
+        assert!(
+            matches!(cli.command, ClientCommand::ConfigSet { vars } if vars == ["A=1", "B=x=y"])
+        );
+        let cli = parse(&["builds:output"]).unwrap();
+        assert!(matches!(cli.command, ClientCommand::BuildsOutput { id } if id == "latest"));
+        let cli = parse(&["git:remote", "-r", "prod"]).unwrap();
+        assert!(matches!(cli.command, ClientCommand::GitRemote { remote } if remote == "prod"));
+        let cli = parse(&["git:remote"]).unwrap();
+        assert!(matches!(cli.command, ClientCommand::GitRemote { remote } if remote == "platform"));
+        assert!(parse(&["apps-create", "myapp"]).is_err());
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_subcommand() {
+        let cli = parse(&["config", "-a", "myapp", "--json"]).unwrap();
+        assert_eq!(cli.global.app.as_deref(), Some("myapp"));
+        assert!(cli.global.json);
+        let cli = parse(&["--app", "other", "apps:destroy", "--confirm", "other"]).unwrap();
+        assert_eq!(cli.global.app.as_deref(), Some("other"));
+        assert!(
+            matches!(cli.command, ClientCommand::AppsDestroy { confirm } if confirm.as_deref() == Some("other"))
+        );
+        let cli = parse(&["login", "--url", "http://x.test", "--token", "t"]).unwrap();
+        assert_eq!(cli.global.url.as_deref(), Some("http://x.test"));
+        assert_eq!(
+            cli.global.token.map(|t| t.expose().to_owned()).as_deref(),
+            Some("t")
+        );
+    }
+
+    #[test]
+    fn set_and_unset_need_at_least_one_argument() {
+        for command in ["config:set", "config:unset", "config:get", "apps:create"] {
+            let err = parse(&[command]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument, "{command}");
+        }
+    }
+
+    /// How the binary combines its own subcommands with the client's.
+    #[test]
+    fn flattens_into_a_binary_with_more_subcommands() {
+        #[derive(Debug, Parser)]
+        struct Binary {
+            #[command(flatten)]
+            global: GlobalOpts,
+            #[command(subcommand)]
+            command: BinaryCommand,
+        }
+        #[derive(Debug, Subcommand)]
+        enum BinaryCommand {
+            Server,
+            #[command(name = "stack:build")]
+            StackBuild,
+            #[command(flatten)]
+            Client(ClientCommand),
+        }
+        use clap::CommandFactory;
+        Binary::command().debug_assert();
+
+        let parsed = Binary::try_parse_from(["slipway", "releases", "-a", "myapp"]).unwrap();
+        assert!(matches!(
+            parsed.command,
+            BinaryCommand::Client(ClientCommand::Releases)
+        ));
+        assert_eq!(parsed.global.app.as_deref(), Some("myapp"));
+        let parsed = Binary::try_parse_from(["slipway", "stack:build"]).unwrap();
+        assert!(matches!(parsed.command, BinaryCommand::StackBuild));
+    }
+
+    #[test]
+    fn the_login_file_honours_xdg_config_home() {
+        let mut env = Env {
+            home: "/home/u".into(),
+            xdg_config_home: None,
+            cwd: "/".into(),
+        };
+        assert_eq!(
+            env.login_file(),
+            PathBuf::from("/home/u/.config/slipway/config.toml")
+        );
+        env.xdg_config_home = Some("/xdg".into());
+        assert_eq!(env.login_file(), PathBuf::from("/xdg/slipway/config.toml"));
+        assert_eq!(env.netrc(), PathBuf::from("/home/u/.netrc"));
+    }
+}

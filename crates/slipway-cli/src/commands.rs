@@ -1,0 +1,33 @@
+//! One module per resource; `dispatch` maps each subcommand to its function.
+
+mod apps;
+mod auth;
+mod builds;
+mod config;
+mod releases;
+
+use crate::cli::{ClientCommand, Session};
+
+pub(crate) async fn dispatch(
+    session: &mut Session<'_>,
+    command: ClientCommand,
+) -> anyhow::Result<()> {
+    match command {
+        ClientCommand::Login => auth::login(session).await,
+        ClientCommand::Logout => auth::logout(session),
+        ClientCommand::Whoami => auth::whoami(session).await,
+        ClientCommand::Apps => apps::list(session).await,
+        ClientCommand::AppsCreate { name } => apps::create(session, &name).await,
+        ClientCommand::AppsInfo => apps::info(session).await,
+        ClientCommand::AppsDestroy { confirm } => apps::destroy(session, confirm.as_deref()).await,
+        ClientCommand::GitRemote { remote } => apps::git_remote(session, &remote).await,
+        ClientCommand::Config => config::show(session).await,
+        ClientCommand::ConfigGet { key } => config::get(session, &key).await,
+        ClientCommand::ConfigSet { vars } => config::set(session, &vars).await,
+        ClientCommand::ConfigUnset { keys } => config::unset(session, &keys).await,
+        ClientCommand::Releases => releases::list(session).await,
+        ClientCommand::ReleasesInfo { version } => releases::info(session, &version).await,
+        ClientCommand::Builds => builds::list(session).await,
+        ClientCommand::BuildsOutput { id } => builds::output(session, &id).await,
+    }
+}

@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+
+mod cli;
+mod client;
+mod commands;
+mod files;
+mod git;
+mod login_file;
+mod netrc;
+mod table;
+mod token;
+
+pub use cli::{Cli, ClientCommand, DEFAULT_URL, Env, GlobalOpts, run, run_in};
+pub use client::{Client, ClientError};
+pub use token::Token;

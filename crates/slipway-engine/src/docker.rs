@@ -1,0 +1,769 @@
+//! `ContainerEngine` over the Docker Engine API (bollard).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::errors::Error as DockerError;
+use bollard::models::{
+    ContainerConfig, ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HostConfig,
+    Mount as DockerMount, MountType, NetworkCreateRequest, NetworkingConfig, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CommitContainerOptions, CreateContainerOptions, CreateImageOptions,
+    DownloadFromContainerOptions, InspectContainerOptions, InspectNetworkOptions,
+    ListContainersOptions, ListImagesOptions, LogsOptions, RemoveContainerOptions,
+    RemoveImageOptions, RemoveVolumeOptions, StartContainerOptions, StopContainerOptions,
+    UploadToContainerOptions, WaitContainerOptions,
+};
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
+use slipway_types::{ContainerSpec, MountSource};
+use tokio_util::io::ReaderStream;
+
+use crate::{
+    ContainerEngine, ContainerId, ContainerState, EngineError, ImageConfig, OutputChunk,
+    OutputStream, Result,
+};
+
+/// Where dockerd listens when `DOCKER_HOST` is unset.
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+/// Per-request limit on getting a response. Bollard's default of 2 minutes is too short for
+/// importing or committing a stack image of a few hundred megabytes; streamed bodies (logs,
+/// wait) are not bound by it once the headers arrive.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Extra time a stop request may take beyond its grace period (the kill and clean-up).
+const STOP_SLACK: Duration = Duration::from_secs(60);
+
+/// The Docker Engine, reached through its local socket or `DOCKER_HOST`.
+#[derive(Debug, Clone)]
+pub struct DockerEngine {
+    docker: Docker,
+    host: String,
+    /// Docker 20.10 creates a second network with the same name instead of refusing, and
+    /// then refuses to attach by the now ambiguous name; creating networks one at a time
+    /// keeps `ensure_network` idempotent within this process.
+    network_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl DockerEngine {
+    /// Connects to `DOCKER_HOST`, or `unix:///var/run/docker.sock` when it is unset.
+    pub async fn connect() -> Result<Self> {
+        let host = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|host| !host.is_empty())
+            .unwrap_or_else(|| DEFAULT_HOST.to_owned());
+        Self::connect_to(&host).await
+    }
+
+    /// Connects to the daemon at `host` (`unix://…`, `tcp://…` or `http://…`) and settles on
+    /// the highest API version both sides speak, so an older daemon (20.10 speaks 1.41) does
+    /// not reject bollard's newer default version.
+    pub async fn connect_to(host: &str) -> Result<Self> {
+        let docker = Docker::connect_with_host(host).map_err(|error| {
+            if is_connect_failure(&error) {
+                unreachable(host, &error)
+            } else {
+                EngineError::Engine(format!("docker host `{host}`: {error}"))
+            }
+        })?;
+        let docker = docker
+            .with_timeout(REQUEST_TIMEOUT)
+            .negotiate_version()
+            .await
+            .map_err(|error| engine_error(host, "engine", host, error))?;
+        Ok(Self {
+            docker,
+            host: host.to_owned(),
+            network_lock: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    fn error(&self, kind: &'static str, name: &str, error: DockerError) -> EngineError {
+        engine_error(&self.host, kind, name, error)
+    }
+}
+
+#[async_trait]
+impl ContainerEngine for DockerEngine {
+    async fn ping(&self) -> Result<()> {
+        self.docker
+            .ping()
+            .await
+            .map_err(|error| self.error("engine", &self.host, error))?;
+        Ok(())
+    }
+
+    async fn image_exists(&self, reference: &str) -> Result<bool> {
+        match self.docker.inspect_image(reference).await {
+            Ok(_) => Ok(true),
+            Err(error) if status(&error) == Some(404) => Ok(false),
+            Err(error) => Err(self.error("image", reference, error)),
+        }
+    }
+
+    async fn import_image(
+        &self,
+        reference: &str,
+        rootfs_tar: &Path,
+        config: &ImageConfig,
+    ) -> Result<()> {
+        let changes = dockerfile_changes(config)?;
+        let file = tokio::fs::File::open(rootfs_tar)
+            .await
+            .map_err(|source| EngineError::Io {
+                path: rootfs_tar.display().to_string(),
+                source,
+            })?;
+        let (repo, tag) = split_reference(reference);
+        let options = CreateImageOptions {
+            from_src: Some("-".to_owned()),
+            repo: Some(repo.to_owned()),
+            tag: Some(tag.to_owned()),
+            changes,
+            ..Default::default()
+        };
+        let body = bollard::body_try_stream(ReaderStream::new(file));
+        self.docker
+            .create_image(Some(options), Some(body), None)
+            .try_for_each(|_| async { Ok(()) })
+            .await
+            .map_err(|error| self.error("image", reference, error))?;
+        tracing::info!(image = %reference, tarball = %rootfs_tar.display(), "imported image");
+        Ok(())
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<()> {
+        let options = RemoveImageOptions {
+            force: false,
+            noprune: false,
+            platforms: None,
+        };
+        match self
+            .docker
+            .remove_image(reference, Some(options), None)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if status(&error) == Some(404) => Ok(()),
+            Err(error) => Err(self.error("image", reference, error)),
+        }
+    }
+
+    async fn list_images(&self, repository: &str) -> Result<Vec<String>> {
+        let options = ListImagesOptions {
+            filters: Some(HashMap::from([(
+                "reference".to_owned(),
+                vec![repository.to_owned()],
+            )])),
+            ..Default::default()
+        };
+        let images = self
+            .docker
+            .list_images(Some(options))
+            .await
+            .map_err(|error| self.error("image repository", repository, error))?;
+        let mut references: Vec<String> = images
+            .into_iter()
+            .flat_map(|image| image.repo_tags)
+            .filter(|tag| split_reference(tag).0 == repository)
+            .collect();
+        references.sort();
+        references.dedup();
+        Ok(references)
+    }
+
+    async fn ensure_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
+        let _guard = self.network_lock.lock().await;
+        match self
+            .docker
+            .inspect_network(name, None::<InspectNetworkOptions>)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(error) if status(&error) == Some(404) => {}
+            Err(error) => return Err(self.error("network", name, error)),
+        }
+        let request = NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some("bridge".to_owned()),
+            labels: Some(to_hash_map(labels)),
+            ..Default::default()
+        };
+        self.docker
+            .create_network(request)
+            .await
+            .map_err(|error| self.error("network", name, error))?;
+        tracing::info!(network = %name, "created network");
+        Ok(())
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(error) if status(&error) == Some(404) => Ok(()),
+            Err(error) => Err(self.error("network", name, error)),
+        }
+    }
+
+    async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()> {
+        let request = VolumeCreateRequest {
+            name: Some(name.to_owned()),
+            labels: Some(to_hash_map(labels)),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(request)
+            .await
+            .map_err(|error| self.error("volume", name, error))?;
+        Ok(())
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        match self
+            .docker
+            .remove_volume(name, Some(RemoveVolumeOptions { force: false }))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(error) if status(&error) == Some(404) => Ok(()),
+            Err(error) => Err(self.error("volume", name, error)),
+        }
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<ContainerId> {
+        let body = create_body(spec)?;
+        let options = CreateContainerOptions {
+            name: (!spec.name.is_empty()).then(|| spec.name.clone()),
+            platform: String::new(),
+        };
+        let response = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|error| match &error {
+                DockerError::DockerResponseServerError {
+                    status_code: 404,
+                    message,
+                } if message.contains("No such image") => EngineError::NotFound {
+                    kind: "image",
+                    name: spec.image.clone(),
+                },
+                DockerError::DockerResponseServerError {
+                    status_code: 404,
+                    message,
+                } if message.contains("network") => EngineError::NotFound {
+                    kind: "network",
+                    name: spec.network.clone().unwrap_or_default(),
+                },
+                _ => self.error("container", &spec.name, error),
+            })?;
+        tracing::debug!(container = %spec.name, id = %response.id, image = %spec.image, "created container");
+        Ok(response.id)
+    }
+
+    async fn upload(&self, id: &str, dest_dir: &str, tar: Bytes) -> Result<()> {
+        let options = UploadToContainerOptions {
+            path: dest_dir.to_owned(),
+            ..Default::default()
+        };
+        self.docker
+            .upload_to_container(id, Some(options), bollard::body_full(tar))
+            .await
+            .map_err(|error| self.error("container", id, error))
+    }
+
+    async fn download(&self, id: &str, path: &str) -> Result<Bytes> {
+        let options = DownloadFromContainerOptions {
+            path: path.to_owned(),
+        };
+        let archive = self
+            .docker
+            .download_from_container(id, Some(options))
+            .try_fold(BytesMut::new(), |mut archive, chunk| async move {
+                archive.extend_from_slice(&chunk);
+                Ok(archive)
+            })
+            .await
+            .map_err(|error| match &error {
+                DockerError::DockerResponseServerError {
+                    status_code: 404,
+                    message,
+                } if message.contains("Could not find the file") => EngineError::NotFound {
+                    kind: "path",
+                    name: path.to_owned(),
+                },
+                _ => self.error("container", id, error),
+            })?;
+        Ok(archive.freeze())
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        self.docker
+            .start_container(id, None::<StartContainerOptions>)
+            .await
+            .map_err(|error| self.error("container", id, error))
+    }
+
+    fn output(&self, id: &str) -> BoxStream<'static, Result<OutputChunk>> {
+        let options = LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        let engine = self.clone();
+        let id = id.to_owned();
+        self.docker
+            .logs(&id, Some(options))
+            .filter_map(move |item| {
+                let chunk = match item {
+                    Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                        Some(Ok(OutputChunk {
+                            stream: OutputStream::Stdout,
+                            bytes: message,
+                        }))
+                    }
+                    Ok(LogOutput::StdErr { message }) => Some(Ok(OutputChunk {
+                        stream: OutputStream::Stderr,
+                        bytes: message,
+                    })),
+                    Ok(LogOutput::StdIn { .. }) => None,
+                    Err(error) => Some(Err(engine.error("container", &id, error))),
+                };
+                std::future::ready(chunk)
+            })
+            .boxed()
+    }
+
+    async fn wait(&self, id: &str) -> Result<i64> {
+        let mut responses = self.docker.wait_container(id, None::<WaitContainerOptions>);
+        match responses.next().await {
+            Some(Ok(response)) => Ok(response.status_code),
+            // Bollard reports a non-zero exit as an error; for us it is an answer.
+            Some(Err(DockerError::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(error)) => Err(self.error("container", id, error)),
+            None => Err(EngineError::Engine(format!(
+                "waiting for container `{id}`: the engine ended the response without an exit code"
+            ))),
+        }
+    }
+
+    async fn stop(&self, id: &str, grace: Duration) -> Result<()> {
+        let whole_seconds = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
+        let seconds = i32::try_from(whole_seconds).unwrap_or(i32::MAX);
+        let options = StopContainerOptions {
+            signal: None,
+            t: Some(seconds),
+        };
+        // Docker answers a stop only once the container is down, up to `grace` later.
+        let docker = self
+            .docker
+            .clone()
+            .with_timeout(REQUEST_TIMEOUT.max(grace + STOP_SLACK));
+        docker
+            .stop_container(id, Some(options))
+            .await
+            .map_err(|error| self.error("container", id, error))?;
+        tracing::debug!(container = %id, "stopped container");
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        let options = RemoveContainerOptions {
+            v: true,
+            force: true,
+            link: false,
+        };
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(error) if status(&error) == Some(404) => Ok(()),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 409,
+                message,
+            }) if message.contains("already in progress") => Ok(()),
+            Err(error) => Err(self.error("container", id, error)),
+        }
+    }
+
+    /// Docker lays the container's own config under `config`: an unset user or working dir,
+    /// env vars and labels `config` does not name, and the command when both entrypoint and
+    /// cmd are empty all carry over into the image.
+    async fn commit(&self, id: &str, reference: &str, config: &ImageConfig) -> Result<()> {
+        let (repo, tag) = split_reference(reference);
+        let options = CommitContainerOptions {
+            container: Some(id.to_owned()),
+            repo: Some(repo.to_owned()),
+            tag: Some(tag.to_owned()),
+            ..Default::default()
+        };
+        let body = ContainerConfig {
+            user: config.user.clone(),
+            working_dir: config.working_dir.clone(),
+            env: Some(env_list(&config.env)),
+            // An explicit empty list keeps Docker from copying the container's entrypoint.
+            entrypoint: Some(config.entrypoint.clone()),
+            cmd: (!config.cmd.is_empty()).then(|| config.cmd.clone()),
+            labels: Some(to_hash_map(&config.labels)),
+            ..Default::default()
+        };
+        self.docker
+            .commit_container(options, body)
+            .await
+            .map_err(|error| self.error("container", id, error))?;
+        tracing::info!(container = %id, image = %reference, "committed image");
+        Ok(())
+    }
+
+    async fn inspect(&self, id: &str) -> Result<ContainerState> {
+        let response = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|error| self.error("container", id, error))?;
+        Ok(container_state(response))
+    }
+
+    async fn list_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerState>> {
+        let filters: Vec<String> = labels
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        let options = ListContainersOptions {
+            all: true,
+            filters: (!filters.is_empty()).then(|| HashMap::from([("label".to_owned(), filters)])),
+            ..Default::default()
+        };
+        let summaries = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|error| self.error("containers", "list", error))?;
+        let mut states = Vec::with_capacity(summaries.len());
+        for id in summaries.into_iter().filter_map(|summary| summary.id) {
+            match self.inspect(&id).await {
+                Ok(state) => states.push(state),
+                // Removed between the listing and the inspection.
+                Err(EngineError::NotFound { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(states)
+    }
+}
+
+/// Splits `repo:tag` (a registry port such as `host:5000/repo` is part of the repository);
+/// a reference without a tag means `latest`, as in Docker.
+pub(crate) fn split_reference(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (reference, "latest"),
+    }
+}
+
+fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody> {
+    let mounts = spec
+        .mounts
+        .iter()
+        .map(|mount| {
+            let (typ, source) = match &mount.source {
+                MountSource::Bind(path) => {
+                    let source = path.to_str().ok_or_else(|| {
+                        EngineError::Engine(format!(
+                            "bind mount source `{}` is not valid UTF-8",
+                            path.display()
+                        ))
+                    })?;
+                    (MountType::BIND, source.to_owned())
+                }
+                MountSource::Volume(name) => (MountType::VOLUME, name.clone()),
+            };
+            Ok(DockerMount {
+                target: Some(mount.target.clone()),
+                source: Some(source),
+                typ: Some(typ),
+                read_only: Some(mount.read_only),
+                ..Default::default()
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let host_config = HostConfig {
+        // docker-init as PID 1 reaps zombies and forwards SIGTERM, so a stop is graceful
+        // even when the app itself would ignore signals as PID 1.
+        init: Some(true),
+        memory: spec.memory_bytes,
+        nano_cpus: spec.nano_cpus,
+        mounts: Some(mounts),
+        network_mode: spec.network.clone(),
+        ..Default::default()
+    };
+    let networking_config = spec.network.as_ref().map(|network| NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(
+            network.clone(),
+            EndpointSettings::default(),
+        )])),
+    });
+    Ok(ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        entrypoint: (!spec.entrypoint.is_empty()).then(|| spec.entrypoint.clone()),
+        cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
+        env: Some(env_list(&spec.env)),
+        labels: Some(to_hash_map(&spec.labels)),
+        user: spec.user.clone(),
+        working_dir: spec.working_dir.clone(),
+        host_config: Some(host_config),
+        networking_config,
+        ..Default::default()
+    })
+}
+
+/// The image config as Dockerfile instructions, which is how `docker import` takes it.
+fn dockerfile_changes(config: &ImageConfig) -> Result<Vec<String>> {
+    let mut changes = Vec::new();
+    if let Some(user) = &config.user {
+        changes.push(format!("USER {}", quote("user", user)?));
+    }
+    if let Some(dir) = &config.working_dir {
+        changes.push(format!("WORKDIR {}", quote("working dir", dir)?));
+    }
+    for (key, value) in &config.env {
+        if key.is_empty()
+            || key.contains(|c: char| c == '=' || c.is_whitespace() || "\"'\\$".contains(c))
+        {
+            return Err(EngineError::Engine(format!(
+                "env var name `{key}` cannot be set on an imported image"
+            )));
+        }
+        changes.push(format!("ENV {key}={}", quote("env var value", value)?));
+    }
+    for (key, value) in &config.labels {
+        changes.push(format!(
+            "LABEL {}={}",
+            quote("label", key)?,
+            quote("label value", value)?
+        ));
+    }
+    if !config.entrypoint.is_empty() {
+        changes.push(format!("ENTRYPOINT {}", json_array(&config.entrypoint)?));
+    }
+    if !config.cmd.is_empty() {
+        changes.push(format!("CMD {}", json_array(&config.cmd)?));
+    }
+    Ok(changes)
+}
+
+/// A Dockerfile double-quoted word, safe from variable expansion. Dockerfile instructions end
+/// at a newline, so values holding one cannot be expressed.
+fn quote(what: &str, value: &str) -> Result<String> {
+    if value.contains(['\n', '\r']) {
+        return Err(EngineError::Engine(format!(
+            "{what} `{}` contains a line break, which an image change cannot hold",
+            value.escape_default()
+        )));
+    }
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('"');
+    for c in value.chars() {
+        if matches!(c, '"' | '\\' | '$') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    Ok(quoted)
+}
+
+/// The JSON ("exec") form of ENTRYPOINT and CMD, which runs without a shell.
+fn json_array(words: &[String]) -> Result<String> {
+    let json = serde_json::to_string(words)
+        .map_err(|error| EngineError::Engine(format!("encoding `{words:?}`: {error}")))?;
+    if json.contains(['\n', '\r']) {
+        return Err(EngineError::Engine(format!(
+            "command `{words:?}` cannot be written as an image change"
+        )));
+    }
+    Ok(json)
+}
+
+fn container_state(response: ContainerInspectResponse) -> ContainerState {
+    let state = response.state.unwrap_or_default();
+    let config = response.config.unwrap_or_default();
+    let running = state.running.unwrap_or(false);
+    // Docker reports Go's zero time for a container that never started.
+    let started_at = state.started_at.filter(|time| !time.starts_with("0001-"));
+    let exit_code = if !running && started_at.is_some() {
+        state.exit_code
+    } else {
+        None
+    };
+    let addresses = response
+        .network_settings
+        .and_then(|settings| settings.networks)
+        .into_iter()
+        .flatten()
+        .filter_map(|(network, endpoint)| endpoint_address(&endpoint).map(|ip| (network, ip)))
+        .collect();
+    ContainerState {
+        id: response.id.unwrap_or_default(),
+        name: response
+            .name
+            .map(|name| name.trim_start_matches('/').to_owned())
+            .unwrap_or_default(),
+        image: config.image.unwrap_or_default(),
+        labels: config.labels.into_iter().flatten().collect(),
+        running,
+        exit_code,
+        addresses,
+        started_at,
+    }
+}
+
+/// The endpoint's IPv4 address, else its IPv6 one; none while the container is stopped.
+fn endpoint_address(endpoint: &EndpointSettings) -> Option<IpAddr> {
+    [&endpoint.ip_address, &endpoint.global_ipv6_address]
+        .into_iter()
+        .flatten()
+        .find_map(|address| address.parse().ok())
+}
+
+fn env_list(env: &BTreeMap<String, String>) -> Vec<String> {
+    env.iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect()
+}
+
+fn to_hash_map(map: &BTreeMap<String, String>) -> HashMap<String, String> {
+    map.iter()
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
+fn status(error: &DockerError) -> Option<u16> {
+    match error {
+        DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+fn engine_error(host: &str, kind: &'static str, name: &str, error: DockerError) -> EngineError {
+    if is_connect_failure(&error) {
+        return unreachable(host, &error);
+    }
+    match error {
+        DockerError::DockerResponseServerError {
+            status_code: 404, ..
+        } => EngineError::NotFound {
+            kind,
+            name: name.to_owned(),
+        },
+        DockerError::DockerResponseServerError {
+            status_code,
+            message,
+        } => EngineError::Engine(format!("{kind} `{name}`: {message} (status {status_code})")),
+        DockerError::RequestTimeoutError => EngineError::Engine(format!(
+            "{kind} `{name}`: no answer from dockerd within {} s",
+            REQUEST_TIMEOUT.as_secs()
+        )),
+        error => EngineError::Engine(format!("{kind} `{name}`: {error}")),
+    }
+}
+
+/// Whether the daemon could not be reached at all (no socket, nothing listening, no access),
+/// as opposed to answering with an error.
+fn is_connect_failure(error: &DockerError) -> bool {
+    if matches!(error, DockerError::SocketNotFoundError(_)) {
+        return true;
+    }
+    io_cause(error).is_some_and(|io| {
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::NotFound
+                | std::io::ErrorKind::PermissionDenied
+        )
+    })
+}
+
+fn io_cause(error: &DockerError) -> Option<&std::io::Error> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = current {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        current = error.source();
+    }
+    None
+}
+
+fn unreachable(host: &str, error: &DockerError) -> EngineError {
+    let cause = io_cause(error).map_or_else(|| error.to_string(), ToString::to_string);
+    EngineError::Unreachable(format!(
+        "cannot connect to dockerd at `{host}` ({cause}); start it (`systemctl start docker` or \
+         `dockerd`) or point DOCKER_HOST at a running one"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_split_at_the_tag_colon_only() {
+        assert_eq!(
+            split_reference("slipway/hello:1.0.0"),
+            ("slipway/hello", "1.0.0")
+        );
+        assert_eq!(
+            split_reference("slipway/hello"),
+            ("slipway/hello", "latest")
+        );
+        assert_eq!(
+            split_reference("registry:5000/hello"),
+            ("registry:5000/hello", "latest")
+        );
+        assert_eq!(
+            split_reference("registry:5000/hello:2"),
+            ("registry:5000/hello", "2")
+        );
+    }
+
+    #[test]
+    fn image_config_becomes_dockerfile_changes() {
+        let config = ImageConfig {
+            user: Some("1000:1000".to_owned()),
+            working_dir: Some("/app".to_owned()),
+            env: BTreeMap::from([("PATH".to_owned(), "/bin:$HOME \"x\"\\".to_owned())]),
+            entrypoint: vec!["/bin/sh".to_owned(), "-c".to_owned()],
+            cmd: vec!["echo \"hi\"".to_owned()],
+            labels: BTreeMap::from([("slipway.app".to_owned(), "hello".to_owned())]),
+        };
+        assert_eq!(
+            dockerfile_changes(&config).expect("valid config"),
+            [
+                r#"USER "1000:1000""#,
+                r#"WORKDIR "/app""#,
+                r#"ENV PATH="/bin:\$HOME \"x\"\\""#,
+                r#"LABEL "slipway.app"="hello""#,
+                r#"ENTRYPOINT ["/bin/sh","-c"]"#,
+                r#"CMD ["echo \"hi\""]"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn image_config_with_a_line_break_is_refused() {
+        let config = ImageConfig {
+            env: BTreeMap::from([("X".to_owned(), "a\nb".to_owned())]),
+            ..ImageConfig::default()
+        };
+        let error = dockerfile_changes(&config).expect_err("line break refused");
+        assert!(error.to_string().contains("env var value"), "{error}");
+    }
+}

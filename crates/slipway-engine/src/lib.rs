@@ -1,0 +1,160 @@
+#![doc = include_str!("../README.md")]
+
+mod docker;
+#[cfg(any(test, feature = "fake"))]
+mod fake;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use slipway_types::ContainerSpec;
+
+pub use docker::DockerEngine;
+#[cfg(any(test, feature = "fake"))]
+pub use fake::{Call, FakeEngine};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the container engine is unreachable: {0}")]
+    Unreachable(String),
+    #[error("{kind} `{name}` not found")]
+    NotFound { kind: &'static str, name: String },
+    #[error("container engine: {0}")]
+    Engine(String),
+    #[error("reading `{path}`: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// Opaque container id as the engine knows it.
+pub type ContainerId = String;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// A piece of a container's output, in the order the engine delivered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputChunk {
+    pub stream: OutputStream,
+    pub bytes: Bytes,
+}
+
+/// What the engine says about one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerState {
+    pub id: ContainerId,
+    /// Name without Docker's leading `/`.
+    pub name: String,
+    pub image: String,
+    pub labels: BTreeMap<String, String>,
+    pub running: bool,
+    /// Exit code once it has stopped.
+    pub exit_code: Option<i64>,
+    /// Address on each network it is attached to, by network name.
+    pub addresses: BTreeMap<String, IpAddr>,
+    /// RFC 3339 start time as the engine reports it; changes when the container restarts.
+    pub started_at: Option<String>,
+}
+
+/// How a committed image runs by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageConfig {
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The container engine in Slipway's terms. Docker implements it; `FakeEngine` records calls
+/// for unit tests.
+#[async_trait]
+pub trait ContainerEngine: Send + Sync + 'static {
+    /// Checks the engine answers.
+    async fn ping(&self) -> Result<()>;
+
+    async fn image_exists(&self, reference: &str) -> Result<bool>;
+
+    /// Imports a root filesystem tarball as image `reference` (like `docker import`), applying
+    /// the image config.
+    async fn import_image(
+        &self,
+        reference: &str,
+        rootfs_tar: &Path,
+        config: &ImageConfig,
+    ) -> Result<()>;
+
+    /// Removes an image; a missing image is not an error.
+    async fn remove_image(&self, reference: &str) -> Result<()>;
+
+    /// Images whose repository is `repository` (e.g. `slipway/hello`), as full references.
+    async fn list_images(&self, repository: &str) -> Result<Vec<String>>;
+
+    /// Creates the network if it does not exist.
+    async fn ensure_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()>;
+
+    /// Removes the network; a missing one is not an error.
+    async fn remove_network(&self, name: &str) -> Result<()>;
+
+    /// Creates the volume if it does not exist.
+    async fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<()>;
+
+    /// Removes the volume; a missing one is not an error.
+    async fn remove_volume(&self, name: &str) -> Result<()>;
+
+    /// Creates (does not start) a container.
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<ContainerId>;
+
+    /// Extracts a tar archive into `dest_dir` of a created or running container. Ownership
+    /// comes from the archive's headers.
+    async fn upload(&self, id: &str, dest_dir: &str, tar: Bytes) -> Result<()>;
+
+    /// Reads `path` out of a container as a tar archive.
+    async fn download(&self, id: &str, path: &str) -> Result<Bytes>;
+
+    async fn start(&self, id: &str) -> Result<()>;
+
+    /// Follows the container's stdout and stderr from its start until it exits.
+    fn output(&self, id: &str) -> BoxStream<'static, Result<OutputChunk>>;
+
+    /// Waits for the container to exit and returns its exit code.
+    async fn wait(&self, id: &str) -> Result<i64>;
+
+    /// SIGTERM, then SIGKILL after `grace`. Stopping a stopped container is not an error.
+    async fn stop(&self, id: &str, grace: Duration) -> Result<()>;
+
+    /// Removes a container (forcefully, with its anonymous volumes); missing is not an error.
+    async fn remove_container(&self, id: &str) -> Result<()>;
+
+    /// Commits a container's filesystem as image `reference` with the given config.
+    async fn commit(&self, id: &str, reference: &str, config: &ImageConfig) -> Result<()>;
+
+    async fn inspect(&self, id: &str) -> Result<ContainerState>;
+
+    /// Containers (running or not) carrying every given label with the given value.
+    async fn list_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerState>>;
+}
+
+/// Creates and starts a container.
+pub async fn run(engine: &dyn ContainerEngine, spec: &ContainerSpec) -> Result<ContainerId> {
+    let id = engine.create_container(spec).await?;
+    if let Err(error) = engine.start(&id).await {
+        engine.remove_container(&id).await.ok();
+        return Err(error);
+    }
+    Ok(id)
+}

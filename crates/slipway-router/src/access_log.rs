@@ -1,0 +1,186 @@
+//! The one log line per request, in Heroku's router format so existing log tooling can read it:
+//!
+//! `at=info method=GET path="/" host=demo.example.com request_id=… fwd="127.0.0.1" dyno=web.1 connect=1ms service=12ms status=200 bytes=1234`
+//!
+//! Requests the router answered itself start with `at=error code=H.. desc="…"`; fields that do
+//! not apply (no backend was picked) are left empty, as Heroku does.
+
+use std::fmt::{self, Write as _};
+use std::time::{Duration, Instant};
+
+use http::Method;
+use slipway_types::AppName;
+
+/// The tracing target of router log lines, so subscribers can send them to the app's log.
+pub const LOG_TARGET: &str = "slipway::router";
+
+pub(crate) struct AccessLog {
+    pub(crate) app: Option<AppName>,
+    method: Method,
+    path: String,
+    host: String,
+    request_id: String,
+    fwd: String,
+    pub(crate) dyno: Option<String>,
+    /// When the request was handed to the upstream client; `service` is measured from here.
+    pub(crate) sent_at: Option<Instant>,
+    pub(crate) connect: Option<Duration>,
+    pub(crate) error: Option<(&'static str, &'static str)>,
+    pub(crate) status: u16,
+}
+
+impl AccessLog {
+    pub(crate) fn new(
+        method: Method,
+        path: String,
+        host: String,
+        request_id: String,
+        fwd: String,
+    ) -> Self {
+        Self {
+            app: None,
+            method,
+            path,
+            host,
+            request_id,
+            fwd,
+            dyno: None,
+            sent_at: None,
+            connect: None,
+            error: None,
+            status: 0,
+        }
+    }
+
+    /// Logs the finished request; `bytes` is the response body size sent to the client.
+    pub(crate) fn emit(&self, bytes: u64) {
+        let service = self.sent_at.map(|sent| {
+            sent.elapsed()
+                .saturating_sub(self.connect.unwrap_or_default())
+        });
+        let line = self.line(service, bytes);
+        let app = self.app.as_ref().map_or("", AppName::as_str);
+        tracing::info!(target: LOG_TARGET, app, status = self.status, "{line}");
+    }
+
+    fn line(&self, service: Option<Duration>, bytes: u64) -> String {
+        let mut line = String::with_capacity(256);
+        match self.error {
+            None => line.push_str("at=info"),
+            Some((code, desc)) => {
+                let _ = write!(line, "at=error code={code} desc={}", Quoted(desc));
+            }
+        }
+        let _ = write!(
+            line,
+            " method={} path={} host={} request_id={} fwd={} dyno={} connect={} service={} status={} bytes={}",
+            self.method,
+            Quoted(&self.path),
+            Bare(&self.host),
+            Bare(&self.request_id),
+            Quoted(&self.fwd),
+            Bare(self.dyno.as_deref().unwrap_or_default()),
+            Millis(self.connect),
+            Millis(service),
+            self.status,
+            bytes,
+        );
+        line
+    }
+}
+
+/// A value in double quotes with `"` and `\` escaped.
+struct Quoted<'a>(&'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_char('"')?;
+        for c in self.0.chars() {
+            if matches!(c, '"' | '\\') {
+                f.write_char('\\')?;
+            }
+            f.write_char(c)?;
+        }
+        f.write_char('"')
+    }
+}
+
+/// An unquoted value: anything that could split or fake a field (spaces, quotes, `=`, control
+/// characters) becomes `_`, since hosts and ids come from the client.
+struct Bare<'a>(&'a str);
+
+impl fmt::Display for Bare<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            let safe = c.is_ascii_graphic() && !matches!(c, '"' | '=' | '\\');
+            f.write_char(if safe { c } else { '_' })?;
+        }
+        Ok(())
+    }
+}
+
+struct Millis(Option<Duration>);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(duration) => write!(f, "{}ms", duration.as_millis()),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log() -> AccessLog {
+        AccessLog::new(
+            Method::GET,
+            "/search?q=\"x\"".to_owned(),
+            "demo.example.com".to_owned(),
+            "0190a2b4-7c2e-7def-8abc-0123456789ab".to_owned(),
+            "10.0.0.1, 127.0.0.1".to_owned(),
+        )
+    }
+
+    #[test]
+    fn info_line_matches_heroku_format() {
+        let mut log = log();
+        log.dyno = Some("web.1".to_owned());
+        log.connect = Some(Duration::from_micros(1_400));
+        log.status = 200;
+        assert_eq!(
+            log.line(Some(Duration::from_millis(12)), 1234),
+            "at=info method=GET path=\"/search?q=\\\"x\\\"\" host=demo.example.com \
+             request_id=0190a2b4-7c2e-7def-8abc-0123456789ab fwd=\"10.0.0.1, 127.0.0.1\" \
+             dyno=web.1 connect=1ms service=12ms status=200 bytes=1234"
+        );
+    }
+
+    #[test]
+    fn error_line_leaves_unknown_fields_empty() {
+        let mut log = log();
+        log.error = Some(("H14", "No web processes running"));
+        log.status = 503;
+        assert_eq!(
+            log.line(None, 180),
+            "at=error code=H14 desc=\"No web processes running\" method=GET \
+             path=\"/search?q=\\\"x\\\"\" host=demo.example.com \
+             request_id=0190a2b4-7c2e-7def-8abc-0123456789ab fwd=\"10.0.0.1, 127.0.0.1\" \
+             dyno= connect= service= status=503 bytes=180"
+        );
+    }
+
+    #[test]
+    fn client_supplied_host_cannot_inject_fields() {
+        let log = AccessLog::new(
+            Method::GET,
+            "/".to_owned(),
+            "evil.com status=200".to_owned(),
+            "id".to_owned(),
+            "1.2.3.4".to_owned(),
+        );
+        assert!(log.line(None, 0).contains(" host=evil.com_status_200 "));
+    }
+}

@@ -1,0 +1,161 @@
+//! Why the router answered a request itself instead of relaying the app's response.
+
+use std::error::Error as _;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::StatusCode;
+use slipway_types::AppName;
+
+/// Where a failed request went wrong. Client errors are the caller's to fix; upstream errors
+/// are about the app's processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorOrigin {
+    Client,
+    Upstream,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProxyError {
+    #[error("request names no host")]
+    MissingHost,
+    #[error("host `{host}` is not a valid host name")]
+    InvalidHost { host: String },
+    #[error("request target `{target}` cannot be forwarded")]
+    InvalidTarget {
+        target: String,
+        #[source]
+        source: http::Error,
+    },
+    #[error("no app is configured for host `{host}`")]
+    UnknownHost { host: String },
+    #[error("app `{app}` has no web processes running")]
+    NoBackends { app: AppName },
+    #[error("could not connect to upstream {addr}")]
+    Connect {
+        addr: SocketAddr,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("upstream {addr} failed before sending a complete response head")]
+    Upstream {
+        addr: SocketAddr,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("upstream {addr} switched protocols on a request that did not ask to")]
+    UnexpectedUpgrade { addr: SocketAddr },
+    #[error("upstream {addr} did not respond within {timeout:?}")]
+    Timeout { addr: SocketAddr, timeout: Duration },
+}
+
+impl ProxyError {
+    /// Sorts a client failure by whether the request could have reached the app.
+    pub(crate) fn from_client(addr: SocketAddr, source: hyper_util::client::legacy::Error) -> Self {
+        if source.is_connect() {
+            Self::Connect { addr, source }
+        } else {
+            Self::Upstream { addr, source }
+        }
+    }
+
+    pub(crate) fn origin(&self) -> ErrorOrigin {
+        match self {
+            Self::MissingHost
+            | Self::InvalidHost { .. }
+            | Self::InvalidTarget { .. }
+            | Self::UnknownHost { .. } => ErrorOrigin::Client,
+            Self::NoBackends { .. }
+            | Self::Connect { .. }
+            | Self::Upstream { .. }
+            | Self::UnexpectedUpgrade { .. }
+            | Self::Timeout { .. } => ErrorOrigin::Upstream,
+        }
+    }
+
+    /// True when the request never reached an app, so sending it again cannot repeat its
+    /// effects. The router retries only these, and only when it still holds the whole request.
+    pub(crate) fn retry_safe(&self) -> bool {
+        match self {
+            Self::MissingHost
+            | Self::InvalidHost { .. }
+            | Self::InvalidTarget { .. }
+            | Self::UnknownHost { .. }
+            | Self::NoBackends { .. }
+            | Self::Connect { .. } => true,
+            Self::Upstream { .. } | Self::UnexpectedUpgrade { .. } | Self::Timeout { .. } => false,
+        }
+    }
+
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingHost | Self::InvalidHost { .. } | Self::InvalidTarget { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::UnknownHost { .. } => StatusCode::NOT_FOUND,
+            Self::NoBackends { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Connect { .. } | Self::Upstream { .. } | Self::UnexpectedUpgrade { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// Heroku's router error code (`H12`…) for the log line, so existing runbooks apply.
+    /// `H00` is Slipway's own: Heroku logs nothing for hosts it does not know.
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            Self::MissingHost | Self::InvalidHost { .. } | Self::InvalidTarget { .. } => "H26",
+            Self::UnknownHost { .. } => "H00",
+            Self::NoBackends { .. } => "H14",
+            Self::Connect { .. } if self.connect_timed_out() => "H19",
+            Self::Connect { .. } => "H21",
+            Self::Upstream { .. } => "H13",
+            Self::UnexpectedUpgrade { .. } => "H17",
+            Self::Timeout { .. } => "H12",
+        }
+    }
+
+    /// The `desc="…"` of the log line and the heading of the error page.
+    pub(crate) fn description(&self) -> &'static str {
+        match self {
+            Self::MissingHost | Self::InvalidHost { .. } | Self::InvalidTarget { .. } => {
+                "Request error"
+            }
+            Self::UnknownHost { .. } => "No such app",
+            Self::NoBackends { .. } => "No web processes running",
+            Self::Connect { .. } if self.connect_timed_out() => "Backend connection timeout",
+            Self::Connect { .. } => "Backend connection refused",
+            Self::Upstream { .. } => "Connection closed without response",
+            Self::UnexpectedUpgrade { .. } => "Poorly formatted HTTP response",
+            Self::Timeout { .. } => "Request timeout",
+        }
+    }
+
+    /// The error and its causes on one line, for operator logs.
+    pub(crate) fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = self.source();
+        while let Some(err) = cause {
+            text.push_str(": ");
+            text.push_str(&err.to_string());
+            cause = err.source();
+        }
+        text
+    }
+
+    fn connect_timed_out(&self) -> bool {
+        let mut cause = self.source();
+        while let Some(err) = cause {
+            if err
+                .downcast_ref::<io::Error>()
+                .is_some_and(|io| io.kind() == io::ErrorKind::TimedOut)
+            {
+                return true;
+            }
+            cause = err.source();
+        }
+        false
+    }
+}

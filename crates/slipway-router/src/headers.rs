@@ -1,0 +1,288 @@
+//! Header rules: which host a request is for, the request id, the `X-Forwarded-*` family, and
+//! the hop-by-hop headers that describe one connection and must not cross the proxy.
+
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::Authority;
+use http::{Request, Version};
+
+use crate::error::ProxyError;
+
+pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+/// The authority a request is addressed to (`Example.com:8080`) and the lowercase host name
+/// without port or trailing dot that the route table is keyed by.
+pub(crate) struct Target {
+    pub(crate) authority: HeaderValue,
+    pub(crate) host: String,
+}
+
+/// HTTP/2 carries the host in `:authority`, HTTP/1.1 in `Host`; an absolute-form request line
+/// overrides `Host` (RFC 9112 §3.2.2).
+pub(crate) fn target<B>(req: &Request<B>) -> Result<Target, ProxyError> {
+    let authority = match req.uri().authority() {
+        Some(authority) => ascii_value(authority.as_str().to_owned()),
+        None => req
+            .headers()
+            .get(header::HOST)
+            .cloned()
+            .ok_or(ProxyError::MissingHost)?,
+    };
+    let invalid = || ProxyError::InvalidHost {
+        host: String::from_utf8_lossy(authority.as_bytes()).into_owned(),
+    };
+    let parsed = Authority::try_from(authority.as_bytes()).map_err(|_| invalid())?;
+    let host = parsed.host().trim_end_matches('.').to_ascii_lowercase();
+    if host.is_empty() {
+        return Err(invalid());
+    }
+    Ok(Target { authority, host })
+}
+
+/// Keeps the client's id when it looks like one (20–200 characters of `[A-Za-z0-9+/=-]`, the
+/// same rule as Heroku's) so a request can be traced across services; otherwise makes a new one.
+pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get(&X_REQUEST_ID)
+        .filter(|value| is_valid_request_id(value.as_bytes()))
+        .cloned()
+        .unwrap_or_else(|| ascii_value(uuid::Uuid::now_v7().to_string()))
+}
+
+pub(crate) fn is_valid_request_id(id: &[u8]) -> bool {
+    (20..=200).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-'))
+}
+
+/// The client's `X-Forwarded-For` chain with the connecting address appended.
+pub(crate) fn forwarded_for(headers: &HeaderMap, client: IpAddr) -> String {
+    let mut chain: Vec<String> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .collect();
+    chain.push(client.to_canonical().to_string());
+    chain.join(", ")
+}
+
+/// A request asking to switch protocols (WebSocket): `Connection: upgrade` plus `Upgrade`.
+/// Only HTTP/1.1 can do this; HTTP/2 forbids both headers.
+pub(crate) fn is_upgrade_request<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && connection_tokens(req.headers()).any(|token| token.eq_ignore_ascii_case("upgrade"))
+}
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+}
+
+/// Removes the headers that belong to one connection (RFC 9110 §7.6.1) and those the
+/// `Connection` header names. When `upgrade` is set the switch itself must reach the other side,
+/// so `Connection: upgrade` and `Upgrade` are kept.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+        .collect();
+    let upgrade_to = if upgrade {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+    let proxy_headers: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for name in proxy_headers {
+        headers.remove(name);
+    }
+    if let Some(protocol) = upgrade_to {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol);
+    }
+}
+
+/// What the app is told about the original request.
+pub(crate) struct Forwarding<'a> {
+    pub(crate) authority: &'a HeaderValue,
+    pub(crate) forwarded_for: &'a str,
+    pub(crate) port: u16,
+    pub(crate) request_id: &'a HeaderValue,
+    pub(crate) received_at: SystemTime,
+    pub(crate) version: Version,
+}
+
+impl Forwarding<'_> {
+    /// Sets the forwarding headers, replacing whatever the client sent under those names
+    /// (except `Via`, which is a chain and gets our hop appended).
+    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
+        let millis = self
+            .received_at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        headers.insert(header::HOST, self.authority.clone());
+        headers.insert(&X_FORWARDED_FOR, ascii_value(self.forwarded_for.to_owned()));
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(&X_FORWARDED_PORT, HeaderValue::from(self.port));
+        headers.insert(&X_REQUEST_ID, self.request_id.clone());
+        headers.insert(&X_REQUEST_START, ascii_value(format!("t={millis}")));
+        headers.append(header::VIA, HeaderValue::from_static(via(self.version)));
+    }
+}
+
+/// `Via` names the protocol the router received (RFC 9110 §7.6.3).
+fn via(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "0.9 slipway",
+        Version::HTTP_10 => "1.0 slipway",
+        Version::HTTP_2 => "2 slipway",
+        Version::HTTP_3 => "3 slipway",
+        _ => "1.1 slipway",
+    }
+}
+
+/// For values built only from visible ASCII (ids, numbers, IP addresses and header values that
+/// already passed `to_str`), which are always valid header values.
+fn ascii_value(value: String) -> HeaderValue {
+    HeaderValue::try_from(value).expect("visible ASCII is a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv6Addr;
+
+    use super::*;
+
+    #[test]
+    fn request_id_rule() {
+        assert!(is_valid_request_id(b"abcdefghij0123456789"));
+        assert!(is_valid_request_id(b"A+/=-A+/=-A+/=-A+/=-"));
+        assert!(is_valid_request_id(&[b'a'; 200]));
+        assert!(!is_valid_request_id(b"abcdefghij012345678"), "19 chars");
+        assert!(!is_valid_request_id(&[b'a'; 201]));
+        assert!(!is_valid_request_id(b"abcdefghij0123456789_"), "underscore");
+        assert!(!is_valid_request_id(b"abcdefghij 0123456789"), "space");
+    }
+
+    #[test]
+    fn request_id_is_kept_or_generated() {
+        let mut headers = HeaderMap::new();
+        headers.insert(&X_REQUEST_ID, HeaderValue::from_static("short"));
+        let generated = request_id(&headers);
+        assert_ne!(generated, "short");
+        assert!(is_valid_request_id(generated.as_bytes()));
+
+        let kept = "0123456789abcdefghijKLMN+/=-";
+        headers.insert(&X_REQUEST_ID, HeaderValue::from_static(kept));
+        assert_eq!(request_id(&headers), kept);
+    }
+
+    #[test]
+    fn target_is_lowercase_without_port() {
+        let req = Request::builder()
+            .uri("/")
+            .header(header::HOST, "Demo.Example.COM.:8080")
+            .body(())
+            .expect("request");
+        let parsed = target(&req).expect("target");
+        assert_eq!(parsed.host, "demo.example.com");
+        assert_eq!(parsed.authority, "Demo.Example.COM.:8080");
+
+        let absolute = Request::builder()
+            .uri("http://Other.example.com/x")
+            .header(header::HOST, "ignored.example.com")
+            .body(())
+            .expect("request");
+        assert_eq!(target(&absolute).expect("target").host, "other.example.com");
+
+        let missing = Request::builder().uri("/").body(()).expect("request");
+        assert!(matches!(target(&missing), Err(ProxyError::MissingHost)));
+    }
+
+    #[test]
+    fn forwarded_for_appends_the_client() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(
+            forwarded_for(&headers, Ipv6Addr::LOCALHOST.into()),
+            "::1",
+            "no chain yet"
+        );
+        headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
+        headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("2.2.2.2"));
+        let mapped = Ipv6Addr::from([0, 0, 0, 0, 0, 0xffff, 0x0a00, 0x0001]);
+        assert_eq!(
+            forwarded_for(&headers, mapped.into()),
+            "1.1.1.1, 2.2.2.2, 10.0.0.1"
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_stripped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret"),
+        );
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("proxy-authorization", HeaderValue::from_static("basic x"));
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers, false);
+        let names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn upgrade_keeps_the_switch() {
+        let req = Request::builder()
+            .uri("/ws")
+            .header(header::CONNECTION, "keep-alive, Upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header("proxy-connection", "keep-alive")
+            .body(())
+            .expect("request");
+        assert!(is_upgrade_request(&req));
+        let mut headers = req.headers().clone();
+        strip_hop_by_hop(&mut headers, true);
+        assert_eq!(headers[header::CONNECTION], "upgrade");
+        assert_eq!(headers[header::UPGRADE], "websocket");
+        assert!(!headers.contains_key("proxy-connection"));
+    }
+}

@@ -1,0 +1,265 @@
+//! Relaying one request: route it by host, pick a backend, rewrite the headers, send it with a
+//! deadline, retry a failed connection once elsewhere when that is safe, and hand back the app's
+//! response or an error page.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Empty};
+use hyper::body::{Body as _, Incoming};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use crate::access_log::AccessLog;
+use crate::body::ResponseBody;
+use crate::connector::ConnectTiming;
+use crate::error::{ErrorOrigin, ProxyError};
+use crate::headers::{self, Forwarding, Target, X_REQUEST_ID};
+use crate::pages;
+use crate::router::Router;
+use crate::table::{InFlight, Site};
+
+/// An app's response on its way back, with what must outlive the response head.
+struct Relayed {
+    response: Response<Incoming>,
+    in_flight: InFlight,
+    client_upgrade: Option<OnUpgrade>,
+}
+
+impl Router {
+    /// Answers one client request; never fails, since every error becomes a page.
+    pub(crate) async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<ResponseBody> {
+        let received_at = SystemTime::now();
+        let request_id = headers::request_id(req.headers());
+        let forwarded_for = headers::forwarded_for(req.headers(), client.ip());
+        let target = headers::target(&req);
+        let log_host = match &target {
+            Ok(target) => target.host.clone(),
+            Err(ProxyError::InvalidHost { host }) => host.clone(),
+            Err(_) => String::new(),
+        };
+        let mut log = AccessLog::new(
+            req.method().clone(),
+            req.uri()
+                .path_and_query()
+                .map_or("/", PathAndQuery::as_str)
+                .to_owned(),
+            log_host,
+            String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
+            forwarded_for.clone(),
+        );
+
+        let outcome = match target {
+            Ok(target) => {
+                let forwarding = Forwarding {
+                    authority: &target.authority,
+                    forwarded_for: &forwarded_for,
+                    port: self.config.listen_port,
+                    request_id: &request_id,
+                    received_at,
+                    version: req.version(),
+                };
+                self.forward(req, &target, &forwarding, &mut log).await
+            }
+            Err(err) => Err(err),
+        };
+        let mut response = match outcome {
+            Ok(relayed) => relay(relayed, log),
+            Err(err) => error_response(&err, &request_id, log),
+        };
+        response.headers_mut().insert(&X_REQUEST_ID, request_id);
+        response
+    }
+
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        target: &Target,
+        forwarding: &Forwarding<'_>,
+        log: &mut AccessLog,
+    ) -> Result<Relayed, ProxyError> {
+        let site: Arc<Site> = self
+            .table
+            .load()
+            .site(&target.host)
+            .cloned()
+            .ok_or_else(|| ProxyError::UnknownHost {
+                host: target.host.clone(),
+            })?;
+        log.app = Some(site.app.clone());
+
+        let upgrade = headers::is_upgrade_request(&req);
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (parts, body) = req.into_parts();
+        let mut headers = parts.headers;
+        headers::strip_hop_by_hop(&mut headers, upgrade);
+        forwarding.apply(&mut headers);
+
+        // A retry needs the whole request again; the router only keeps it when it is
+        // headers alone and sending it twice is harmless.
+        let replayable = !upgrade && is_idempotent(&parts.method) && body.is_end_stream();
+        let mut body = (!replayable).then_some(body);
+        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
+        let mut failed = None;
+        loop {
+            let (backend, in_flight) = site.pick(failed).ok_or_else(|| ProxyError::NoBackends {
+                app: site.app.clone(),
+            })?;
+            let addr = backend.addr;
+            log.dyno = Some(backend.dyno.clone());
+
+            let mut upstream = Request::new(match body.take() {
+                Some(body) => Either::Left(body),
+                None => Either::Right(Empty::new()),
+            });
+            *upstream.method_mut() = parts.method.clone();
+            *upstream.uri_mut() = upstream_uri(addr, &parts.uri)?;
+            *upstream.version_mut() = Version::HTTP_11;
+            *upstream.headers_mut() = if replayable {
+                headers.clone()
+            } else {
+                std::mem::take(&mut headers)
+            };
+
+            let sent_at = Instant::now();
+            log.sent_at = Some(sent_at);
+            let response =
+                match tokio::time::timeout_at(deadline, self.client.request(upstream)).await {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(source)) => {
+                        let err = ProxyError::from_client(addr, source);
+                        if matches!(err, ProxyError::Connect { .. }) {
+                            site.connect_failed(addr);
+                        }
+                        if replayable
+                            && failed.is_none()
+                            && err.retry_safe()
+                            && site.backend_count() > 1
+                        {
+                            tracing::warn!(
+                                app = %site.app,
+                                error = %err.chain(),
+                                "retrying on another backend"
+                            );
+                            failed = Some(addr);
+                            continue;
+                        }
+                        return Err(err);
+                    }
+                    Err(_elapsed) => {
+                        return Err(ProxyError::Timeout {
+                            addr,
+                            timeout: self.config.request_timeout,
+                        });
+                    }
+                };
+            log.connect = response
+                .extensions()
+                .get::<ConnectTiming>()
+                .map(|timing| timing.for_request_sent_at(sent_at));
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_none() {
+                return Err(ProxyError::UnexpectedUpgrade { addr });
+            }
+            return Ok(Relayed {
+                response,
+                in_flight,
+                client_upgrade,
+            });
+        }
+    }
+}
+
+/// Methods whose repetition has the same effect as one request (RFC 9110 §9.2.2).
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    )
+}
+
+fn upstream_uri(addr: SocketAddr, original: &Uri) -> Result<Uri, ProxyError> {
+    let target = original.path_and_query().map_or("/", PathAndQuery::as_str);
+    Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(addr.to_string())
+        .path_and_query(target)
+        .build()
+        .map_err(|source| ProxyError::InvalidTarget {
+            target: target.to_owned(),
+            source,
+        })
+}
+
+fn relay(relayed: Relayed, mut log: AccessLog) -> Response<ResponseBody> {
+    let Relayed {
+        mut response,
+        in_flight,
+        client_upgrade,
+    } = relayed;
+    log.status = response.status().as_u16();
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let in_flight = match client_upgrade {
+        Some(client_upgrade) if switching => {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(tunnel(client_upgrade, upstream_upgrade, in_flight));
+            None
+        }
+        _ => Some(in_flight),
+    };
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, switching);
+    Response::from_parts(parts, ResponseBody::upstream(body, log, in_flight))
+}
+
+/// Copies bytes both ways once both sides have switched protocols. The backend counts as busy
+/// until the tunnel closes.
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, in_flight: InFlight) {
+    let _in_flight = in_flight;
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(both) => both,
+        Err(err) => {
+            tracing::debug!(error = %err, "protocol switch did not complete");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %err, "upgraded connection closed with an error");
+    }
+}
+
+fn error_response(
+    err: &ProxyError,
+    request_id: &HeaderValue,
+    mut log: AccessLog,
+) -> Response<ResponseBody> {
+    match err.origin() {
+        ErrorOrigin::Client => tracing::debug!(error = %err.chain(), "request refused"),
+        ErrorOrigin::Upstream => {
+            let app = log.app.as_ref().map_or("", |app| app.as_str());
+            tracing::warn!(app, error = %err.chain(), "request failed");
+        }
+    }
+    let status = err.status();
+    log.status = status.as_u16();
+    log.error = Some((err.code(), err.description()));
+    let page = pages::error_page(err, &String::from_utf8_lossy(request_id.as_bytes()));
+    let mut response = Response::new(ResponseBody::page(page, log));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

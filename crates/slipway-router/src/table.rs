@@ -1,0 +1,274 @@
+//! The route table built from a [`RouteSnapshot`]: hostname → site, each site with its backends
+//! and their in-flight counters.
+//!
+//! Counters are keyed by backend address and shared between successive tables, so a backend that
+//! survives a route update keeps counting the requests it is already serving, and a backend that
+//! was removed can still be watched until its last request finishes (draining).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use slipway_types::{AppName, Backend, RouteSnapshot};
+
+/// How long a backend that refused or timed out a connection is passed over. Until the control
+/// plane's health check removes it, this keeps every other request from paying for a failed
+/// connect (up to the connect timeout when the container is unreachable).
+const CONNECT_FAILURE_PENALTY: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+pub(crate) struct RouteTable {
+    sites: HashMap<String, Arc<Site>>,
+}
+
+impl RouteTable {
+    /// Builds the table for `snapshot`, reusing the counters of backends already known.
+    pub(crate) fn build(snapshot: &RouteSnapshot, counters: &mut Counters) -> Self {
+        let mut sites = HashMap::new();
+        for routes in &snapshot.sites {
+            let site = Arc::new(Site {
+                app: routes.app.clone(),
+                backends: routes
+                    .backends
+                    .iter()
+                    .map(|backend| Slot {
+                        backend: backend.clone(),
+                        in_flight: counters.counter(backend.addr),
+                        avoid_until: AtomicU64::new(0),
+                    })
+                    .collect(),
+                next: AtomicUsize::new(0),
+                created: Instant::now(),
+            });
+            for host in &routes.hosts {
+                let host = host.trim_end_matches('.').to_ascii_lowercase();
+                if let Some(previous) = sites.insert(host.clone(), Arc::clone(&site)) {
+                    tracing::warn!(
+                        %host,
+                        replaced = %previous.app,
+                        app = %site.app,
+                        "host is routed to two apps; the later one wins"
+                    );
+                }
+            }
+        }
+        counters.prune();
+        Self { sites }
+    }
+
+    /// `host` must already be lowercase and without a port.
+    pub(crate) fn site(&self, host: &str) -> Option<&Arc<Site>> {
+        self.sites.get(host)
+    }
+}
+
+/// One app's backends plus the round-robin cursor used to break ties between them.
+pub(crate) struct Site {
+    pub(crate) app: AppName,
+    backends: Vec<Slot>,
+    next: AtomicUsize,
+    /// The origin of the millisecond clock in [`Slot::avoid_until`].
+    created: Instant,
+}
+
+struct Slot {
+    backend: Backend,
+    in_flight: Arc<AtomicUsize>,
+    /// Milliseconds after [`Site::created`] until which this backend is passed over.
+    avoid_until: AtomicU64,
+}
+
+impl Site {
+    pub(crate) fn backend_count(&self) -> usize {
+        self.backends.len()
+    }
+
+    /// Picks the backend with the fewest outstanding requests, never `skip`, and a recently
+    /// failed one only when every other is too. Equal loads are taken in turn: the scan starts
+    /// one slot further on each call and only a strictly better slot displaces the first one.
+    pub(crate) fn pick(&self, skip: Option<SocketAddr>) -> Option<(&Backend, InFlight)> {
+        let count = self.backends.len();
+        if count == 0 {
+            return None;
+        }
+        let now = self.millis_since_created();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        let mut best: Option<(&Slot, (bool, usize))> = None;
+        for offset in 0..count {
+            let slot = &self.backends[(start + offset) % count];
+            if Some(slot.backend.addr) == skip {
+                continue;
+            }
+            let avoided = slot.avoid_until.load(Ordering::Relaxed) > now;
+            let rank = (avoided, slot.in_flight.load(Ordering::Relaxed));
+            if best.is_none_or(|(_, best_rank)| rank < best_rank) {
+                best = Some((slot, rank));
+            }
+        }
+        best.map(|(slot, _)| (&slot.backend, InFlight::start(&slot.in_flight)))
+    }
+
+    /// Passes `addr` over for a while after a connection to it failed.
+    pub(crate) fn connect_failed(&self, addr: SocketAddr) {
+        let until = self
+            .millis_since_created()
+            .saturating_add(u64::try_from(CONNECT_FAILURE_PENALTY.as_millis()).unwrap_or(u64::MAX));
+        for slot in self
+            .backends
+            .iter()
+            .filter(|slot| slot.backend.addr == addr)
+        {
+            slot.avoid_until.store(until, Ordering::Relaxed);
+        }
+    }
+
+    fn millis_since_created(&self) -> u64 {
+        u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Counts one request against a backend for as long as it lives.
+pub(crate) struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn start(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(counter))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Every counter still referenced by a table or by a request in flight. Weak references let a
+/// counter disappear on its own once neither needs it.
+#[derive(Default)]
+pub(crate) struct Counters {
+    by_addr: HashMap<SocketAddr, Weak<AtomicUsize>>,
+}
+
+impl Counters {
+    fn counter(&mut self, addr: SocketAddr) -> Arc<AtomicUsize> {
+        if let Some(counter) = self.by_addr.get(&addr).and_then(Weak::upgrade) {
+            return counter;
+        }
+        let counter = Arc::new(AtomicUsize::new(0));
+        self.by_addr.insert(addr, Arc::downgrade(&counter));
+        counter
+    }
+
+    fn prune(&mut self) {
+        self.by_addr.retain(|_, counter| counter.strong_count() > 0);
+    }
+
+    pub(crate) fn in_flight(&self, addr: SocketAddr) -> usize {
+        self.by_addr
+            .get(&addr)
+            .and_then(Weak::upgrade)
+            .map_or(0, |counter| counter.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use slipway_types::SiteRoutes;
+
+    use super::*;
+
+    fn backend(port: u16, dyno: &str) -> Backend {
+        Backend {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dyno: dyno.to_owned(),
+            release: "v1.0.0".to_owned(),
+        }
+    }
+
+    fn snapshot(backends: Vec<Backend>) -> RouteSnapshot {
+        RouteSnapshot {
+            sites: vec![SiteRoutes {
+                app: "demo".parse().expect("valid app name"),
+                hosts: vec!["demo.example.com".to_owned()],
+                backends,
+            }],
+        }
+    }
+
+    #[test]
+    fn equal_loads_are_taken_in_turn() {
+        let mut counters = Counters::default();
+        let table = RouteTable::build(
+            &snapshot(vec![backend(1, "web.1"), backend(2, "web.2")]),
+            &mut counters,
+        );
+        let site = table.site("demo.example.com").expect("site");
+        let dynos: Vec<String> = (0..4)
+            .map(|_| site.pick(None).expect("backend").0.dyno.clone())
+            .collect();
+        assert_eq!(dynos, ["web.1", "web.2", "web.1", "web.2"]);
+    }
+
+    #[test]
+    fn busy_backend_is_avoided_and_skip_is_honoured() {
+        let mut counters = Counters::default();
+        let table = RouteTable::build(
+            &snapshot(vec![backend(1, "web.1"), backend(2, "web.2")]),
+            &mut counters,
+        );
+        let site = table.site("demo.example.com").expect("site");
+        let (first, _held) = site.pick(None).expect("backend");
+        let first = first.dyno.clone();
+        for _ in 0..3 {
+            let (other, _) = site.pick(None).expect("backend");
+            assert_ne!(other.dyno, first);
+        }
+        let busy = backend(if first == "web.1" { 1 } else { 2 }, &first).addr;
+        let (other, _) = site.pick(Some(busy)).expect("backend");
+        assert_ne!(other.addr, busy);
+    }
+
+    #[test]
+    fn a_backend_that_failed_to_connect_is_passed_over() {
+        let mut counters = Counters::default();
+        let table = RouteTable::build(
+            &snapshot(vec![backend(1, "web.1"), backend(2, "web.2")]),
+            &mut counters,
+        );
+        let site = table.site("demo.example.com").expect("site");
+        site.connect_failed(backend(1, "web.1").addr);
+        for _ in 0..4 {
+            assert_eq!(site.pick(None).expect("backend").0.dyno, "web.2");
+        }
+
+        site.connect_failed(backend(2, "web.2").addr);
+        assert!(site.pick(None).is_some(), "all failed: still try one");
+        let (only, _) = site.pick(Some(backend(1, "web.1").addr)).expect("backend");
+        assert_eq!(only.dyno, "web.2");
+    }
+
+    #[test]
+    fn counters_survive_updates_and_outlive_removed_backends() {
+        let mut counters = Counters::default();
+        let old = RouteTable::build(&snapshot(vec![backend(1, "web.1")]), &mut counters);
+        let (kept, held) = old
+            .site("demo.example.com")
+            .expect("site")
+            .pick(None)
+            .expect("backend");
+        let addr = kept.addr;
+
+        let same = RouteTable::build(&snapshot(vec![backend(1, "web.1")]), &mut counters);
+        drop(old);
+        assert_eq!(counters.in_flight(addr), 1);
+
+        drop(same);
+        let _empty = RouteTable::build(&snapshot(vec![]), &mut counters);
+        assert_eq!(counters.in_flight(addr), 1, "removed backend still drains");
+        drop(held);
+        assert_eq!(counters.in_flight(addr), 0);
+    }
+}

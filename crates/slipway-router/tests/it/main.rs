@@ -1,0 +1,10 @@
+//! The router against real sockets on 127.0.0.1: small hyper upstreams that echo what they
+//! received, a router on port 0, and clients speaking HTTP/1.1, HTTP/2 and raw TCP.
+
+mod balancing;
+mod failures;
+mod forwarding;
+mod lifecycle;
+mod routing;
+mod streaming;
+mod support;

@@ -1,0 +1,76 @@
+//! The state every handler and worker shares.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use slipway_builder::Builder;
+use slipway_git::Repos;
+use slipway_store::{App, Store};
+use slipway_types::AppName;
+use slipway_types::api::AppInfo;
+
+use crate::auth::{Caller, TokenSigner};
+use crate::config::ServerConfig;
+use crate::deployer::Deployer;
+use crate::error::{ApiError, ApiResult};
+use crate::push::BuildQueue;
+
+pub struct Platform {
+    pub config: ServerConfig,
+    pub store: Store,
+    pub builder: Builder,
+    pub repos: Repos,
+    pub deployer: Deployer,
+    pub signer: TokenSigner,
+    pub builds: BuildQueue,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Platform>);
+
+impl Deref for AppState {
+    type Target = Platform;
+
+    fn deref(&self) -> &Platform {
+        &self.0
+    }
+}
+
+impl Platform {
+    /// The app named in a URL, if it exists and the caller may see it. Apps the caller cannot
+    /// access look the same as missing ones.
+    pub async fn app_for(&self, caller: &Caller, name: &str) -> ApiResult<App> {
+        let not_found = || ApiError::not_found(format!("app `{name}` not found"));
+        let name: AppName = name.parse().map_err(|_| not_found())?;
+        let app = self.store.app(&name).await?.ok_or_else(not_found)?;
+        if caller.can_access(&app) {
+            Ok(app)
+        } else {
+            Err(not_found())
+        }
+    }
+
+    pub async fn app_info(&self, app: &App) -> ApiResult<AppInfo> {
+        let current = self.store.current_release(app.id).await?;
+        Ok(AppInfo {
+            name: app.name.to_string(),
+            web_url: self.config.app_url(app.name.as_str()),
+            git_url: format!("{}/git/{}.git", self.config.api_url(), app.name),
+            current_release: current.map(|r| r.version.to_string()),
+            created_at: app.created_at,
+        })
+    }
+
+    pub async fn audit(&self, caller: &Caller, action: &str, target: &str, detail: Option<&str>) {
+        let event = slipway_store::NewAuditEvent {
+            actor: &caller.user.email,
+            action,
+            target,
+            source_ip: None,
+            detail,
+        };
+        if let Err(error) = self.store.audit(event).await {
+            tracing::error!(%error, action, target, "writing the audit log failed");
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! API tokens: JWTs signed with a key derived from the master key, each backed by a store row
+//! so revocation is immediate.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use aws_lc_rs::hmac;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use slipway_store::{App, Role, TokenRecord, TokenScope, User};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+const INVALID_TOKEN: &str =
+    "missing, invalid, expired or revoked token: log in with `slipway login --token …`";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    jti: Uuid,
+    sub: Uuid,
+    scope: String,
+    iat: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exp: Option<i64>,
+}
+
+pub struct TokenSigner {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl TokenSigner {
+    /// Derives the signing key from the master key, so the master key itself never signs.
+    pub fn from_master_key(master_key: &[u8]) -> Self {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, master_key);
+        let derived = hmac::sign(&key, b"slipway api token signing v1");
+        Self {
+            encoding: EncodingKey::from_secret(derived.as_ref()),
+            decoding: DecodingKey::from_secret(derived.as_ref()),
+        }
+    }
+
+    pub fn issue(&self, record: &TokenRecord) -> anyhow::Result<String> {
+        let claims = Claims {
+            jti: record.id,
+            sub: record.user_id,
+            scope: record.scope.as_str().to_owned(),
+            iat: record.created_at.unix_timestamp(),
+            exp: record.expires_at.map(OffsetDateTime::unix_timestamp),
+        };
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
+    fn verify(&self, token: &str) -> Option<Claims> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.required_spec_claims.clear();
+        // Expiry is checked against the store row, which is the source of truth.
+        validation.validate_exp = false;
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .ok()
+            .map(|data| data.claims)
+    }
+}
+
+/// Reads the master key, creating it (32 random bytes, hex, mode 0600) on first start.
+pub fn load_or_create_master_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let key = hex::decode(text.trim())
+                .map_err(|_| anyhow::anyhow!("master key file `{}` is not hex", path.display()))?;
+            anyhow::ensure!(
+                key.len() >= 32,
+                "master key file `{}` holds fewer than 32 bytes",
+                path.display()
+            );
+            Ok(key)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; 32] = rand::random();
+            write_secret_file(path, &hex::encode(key))?;
+            Ok(key.to_vec())
+        }
+        Err(error) => Err(anyhow::anyhow!(
+            "reading master key file `{}`: {error}",
+            path.display()
+        )),
+    }
+}
+
+/// Writes a file only its owner can read.
+pub fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("writing `{}`: {e}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Who is calling, established from a valid, unrevoked, unexpired token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: User,
+    pub scope: TokenScope,
+}
+
+impl Caller {
+    pub fn require_write(&self) -> Result<(), ApiError> {
+        match self.scope {
+            TokenScope::Write | TokenScope::Admin => Ok(()),
+            TokenScope::Read => Err(ApiError::forbidden(
+                "this token has scope `read`: use a token with scope `write` to change things",
+            )),
+        }
+    }
+
+    pub fn can_access(&self, app: &App) -> bool {
+        self.user.role == Role::Admin || app.owner == self.user.id
+    }
+}
+
+/// Checks a raw token and returns its caller.
+pub async fn authenticate(state: &AppState, raw: &str) -> Result<Caller, ApiError> {
+    let claims = state
+        .signer
+        .verify(raw)
+        .ok_or_else(|| ApiError::unauthorized(INVALID_TOKEN))?;
+    let record = state
+        .store
+        .token(claims.jti)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized(INVALID_TOKEN))?;
+    let now = OffsetDateTime::now_utc();
+    let usable = record.revoked_at.is_none()
+        && record.expires_at.is_none_or(|at| at > now)
+        && record.user_id == claims.sub;
+    if !usable {
+        return Err(ApiError::unauthorized(INVALID_TOKEN));
+    }
+    let user = state
+        .store
+        .user(record.user_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized(INVALID_TOKEN))?;
+    Ok(Caller {
+        user,
+        scope: record.scope,
+    })
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let raw = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or_else(|| ApiError::unauthorized(INVALID_TOKEN))?;
+        authenticate(state, raw.trim()).await
+    }
+}

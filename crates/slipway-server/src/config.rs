@@ -1,0 +1,302 @@
+//! Server configuration: flags, `SLIPWAY_*` environment variables and a TOML file, in that
+//! order of precedence, validated once at start.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// `slipway server` flags. Each is also `SLIPWAY_<FLAG>` in the environment and `<flag>` in
+/// the `--config` TOML file.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// TOML file with any of the settings below (flags and environment win over it)
+    #[arg(long, env = "SLIPWAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// State: SQLite file, bare git repos, build caches [default: ./.slipway]
+    #[arg(long, env = "SLIPWAY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Control-plane store [default: sqlite://<data-dir>/slipway.db]
+    #[arg(long, env = "SLIPWAY_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// REST API, git smart-HTTP and /healthz [default: 127.0.0.1:7070]
+    #[arg(long, env = "SLIPWAY_API_LISTEN")]
+    pub api_listen: Option<SocketAddr>,
+    /// Router, plain HTTP [default: 0.0.0.0:80]
+    #[arg(long, env = "SLIPWAY_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// Every app answers at <app>.<apps-domain> [default: localhost]
+    #[arg(long, env = "SLIPWAY_APPS_DOMAIN")]
+    pub apps_domain: Option<String>,
+    /// Container runtime: `docker` [default: docker]
+    #[arg(long, env = "SLIPWAY_RUNTIME")]
+    pub runtime: Option<String>,
+    /// Image that builds and runs apps [default: slipway/stack:trixie]
+    #[arg(long, env = "SLIPWAY_STACK_IMAGE")]
+    pub stack_image: Option<String>,
+    /// PEM file of extra CA certificates trusted inside build containers
+    #[arg(long, env = "SLIPWAY_BUILD_CA_BUNDLE")]
+    pub build_ca_bundle: Option<PathBuf>,
+    /// Key that signs API tokens [default: <data-dir>/master.key, created 0600]
+    #[arg(long, env = "SLIPWAY_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// How many builds of different apps may run at once [default: 2]
+    #[arg(long, env = "SLIPWAY_BUILD_CONCURRENCY")]
+    pub build_concurrency: Option<usize>,
+}
+
+/// The same settings as they appear in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    api_listen: Option<SocketAddr>,
+    http_listen: Option<SocketAddr>,
+    apps_domain: Option<String>,
+    runtime: Option<String>,
+    stack_image: Option<String>,
+    build_ca_bundle: Option<PathBuf>,
+    master_key_file: Option<PathBuf>,
+    build_concurrency: Option<usize>,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub api_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub apps_domain: String,
+    pub stack_image: String,
+    pub build_ca_bundle: Option<PathBuf>,
+    pub master_key_file: PathBuf,
+    pub build_concurrency: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file `{path}`: {message}")]
+    File { path: String, message: String },
+    #[error("{setting} {message}")]
+    Invalid {
+        setting: &'static str,
+        message: String,
+    },
+}
+
+impl ServerArgs {
+    /// Merges flags/env (already in `self`) over the `--config` file over the defaults.
+    pub fn resolve(self) -> Result<ServerConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./.slipway"));
+        let data_dir = absolute(&data_dir);
+        let database_url = self
+            .database_url
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("slipway.db").display()));
+        if !database_url.starts_with("sqlite:") {
+            return Err(ConfigError::Invalid {
+                setting: "--database-url",
+                message: format!(
+                    "`{}` is not supported yet: use a sqlite:// URL",
+                    redact_url(&database_url)
+                ),
+            });
+        }
+        let runtime = self
+            .runtime
+            .or(file.runtime)
+            .unwrap_or_else(|| "docker".into());
+        if runtime != "docker" {
+            return Err(ConfigError::Invalid {
+                setting: "--runtime",
+                message: format!("`{runtime}` is not supported yet: use `docker`"),
+            });
+        }
+        let apps_domain = self
+            .apps_domain
+            .or(file.apps_domain)
+            .unwrap_or_else(|| "localhost".into())
+            .to_ascii_lowercase();
+        validate_domain(&apps_domain)?;
+        let build_ca_bundle = self.build_ca_bundle.or(file.build_ca_bundle);
+        if let Some(bundle) = &build_ca_bundle
+            && !bundle.is_file()
+        {
+            return Err(ConfigError::Invalid {
+                setting: "--build-ca-bundle",
+                message: format!("`{}` is not a readable file", bundle.display()),
+            });
+        }
+        let build_concurrency = self
+            .build_concurrency
+            .or(file.build_concurrency)
+            .unwrap_or(2);
+        if !(1..=64).contains(&build_concurrency) {
+            return Err(ConfigError::Invalid {
+                setting: "--build-concurrency",
+                message: format!("must be between 1 and 64, not {build_concurrency}"),
+            });
+        }
+        let master_key_file = self
+            .master_key_file
+            .or(file.master_key_file)
+            .unwrap_or_else(|| data_dir.join("master.key"));
+        Ok(ServerConfig {
+            database_url,
+            api_listen: self
+                .api_listen
+                .or(file.api_listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070))),
+            http_listen: self
+                .http_listen
+                .or(file.http_listen)
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 80))),
+            apps_domain,
+            stack_image: self
+                .stack_image
+                .or(file.stack_image)
+                .unwrap_or_else(|| "slipway/stack:trixie".into()),
+            build_ca_bundle: build_ca_bundle.map(|p| absolute(&p)),
+            master_key_file: absolute(&master_key_file),
+            build_concurrency,
+            data_dir,
+        })
+    }
+}
+
+impl ServerConfig {
+    /// The public URL of an app through the router.
+    pub fn app_url(&self, app: &str) -> String {
+        match self.http_listen.port() {
+            80 => format!("http://{app}.{}", self.apps_domain),
+            port => format!("http://{app}.{}:{port}", self.apps_domain),
+        }
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api_listen)
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::File {
+        path: path.display().to_string(),
+        message: e.message().to_owned(),
+    })
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn validate_domain(domain: &str) -> Result<(), ConfigError> {
+    let valid = !domain.is_empty()
+        && domain.len() <= 200
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            setting: "--apps-domain",
+            message: format!("`{domain}` is not a valid domain name"),
+        })
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://…@{}", &url[..scheme_end], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = ServerArgs::default().resolve().unwrap();
+        assert!(config.data_dir.ends_with(".slipway"));
+        assert!(config.database_url.ends_with(".slipway/slipway.db"));
+        assert_eq!(config.api_listen.to_string(), "127.0.0.1:7070");
+        assert_eq!(config.http_listen.to_string(), "0.0.0.0:80");
+        assert_eq!(config.apps_domain, "localhost");
+        assert_eq!(config.stack_image, "slipway/stack:trixie");
+        assert_eq!(config.app_url("hello"), "http://hello.localhost");
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("slipway.toml");
+        std::fs::write(
+            &file,
+            "apps-domain = \"from-file.test\"\nhttp-listen = \"127.0.0.1:8080\"\n",
+        )
+        .unwrap();
+        let config = ServerArgs {
+            config: Some(file),
+            apps_domain: Some("from-flag.test".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(config.apps_domain, "from-flag.test");
+        assert_eq!(config.http_listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.app_url("a1b"), "http://a1b.from-flag.test:8080");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let err = ServerArgs {
+            apps_domain: Some("bad domain".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().starts_with("--apps-domain"), "{err}");
+
+        let err = ServerArgs {
+            database_url: Some("postgres://u:secret@db/x".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("--database-url"));
+        assert!(!err.to_string().contains("secret"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "no-such-setting = 1\n").unwrap();
+        let err = ServerArgs {
+            config: Some(file),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("no-such-setting"), "{err}");
+    }
+}

@@ -1,0 +1,130 @@
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use slipway_store::NewRelease;
+use slipway_types::api::{ConfigChanged, ConfigPatch};
+use slipway_types::{Bump, ConfigKey, ConfigVars, next_version};
+use tokio::sync::mpsc;
+
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+
+fn to_map(config: &ConfigVars) -> BTreeMap<String, String> {
+    config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_owned()))
+        .collect()
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<BTreeMap<String, String>>> {
+    let app = state.app_for(&caller, &name).await?;
+    Ok(Json(to_map(&state.store.config(app.id).await?)))
+}
+
+/// Sets and unsets config vars. When the values change and the app has a release, a patch
+/// release with the same image and the new config is cut and rolled out before answering.
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(patch): ApiJson<ConfigPatch>,
+) -> ApiResult<Json<ConfigChanged>> {
+    caller.require_write()?;
+    let app = state.app_for(&caller, &name).await?;
+    if patch.is_empty() {
+        return Err(ApiError::invalid(
+            "no config vars given: send {\"KEY\": \"value\"} to set or {\"KEY\": null} to unset",
+        ));
+    }
+    let mut set = BTreeMap::new();
+    let mut unset = Vec::new();
+    for (key, value) in patch {
+        let key: ConfigKey = key.parse()?;
+        match value {
+            Some(value) => {
+                set.insert(key, value);
+            }
+            None => unset.push(key),
+        }
+    }
+    let _deploying = state.deployer.lock(&app.name).await;
+    let current = state.store.config(app.id).await?;
+    let next = current.with_changes(&set, &unset)?;
+    if next == current {
+        return Ok(Json(ConfigChanged {
+            config: to_map(&current),
+            release: None,
+        }));
+    }
+    let description = describe(&set, &unset);
+    let keys: Vec<&str> = set.keys().chain(&unset).map(ConfigKey::as_str).collect();
+    let detail = keys.join(",");
+    let Some(running) = state.store.current_release(app.id).await? else {
+        state.store.set_config(app.id, &next).await?;
+        state
+            .audit(&caller, "config.update", app.name.as_str(), Some(&detail))
+            .await;
+        return Ok(Json(ConfigChanged {
+            config: to_map(&next),
+            release: None,
+        }));
+    };
+    let versions = state.store.versions(app.id).await?;
+    let version = next_version(&versions, Bump::Patch);
+    let release = state
+        .store
+        .create_release(
+            NewRelease {
+                app_id: app.id,
+                version: version.clone(),
+                image: running.image.clone(),
+                config: next.clone(),
+                processes: running.processes.clone(),
+                commit: running.commit.clone(),
+                description,
+                created_by: caller.user.email.clone(),
+            },
+            Some(&next),
+        )
+        .await?;
+    state
+        .audit(&caller, "config.update", app.name.as_str(), Some(&detail))
+        .await;
+    let (progress, mut lines) = mpsc::channel(64);
+    let drain = tokio::spawn(async move { while lines.recv().await.is_some() {} });
+    let outcome = state.deployer.deploy(&app, &release, &progress).await;
+    drop(progress);
+    drain.await.ok();
+    outcome.map_err(|e| {
+        ApiError::deploy_failed(format!(
+            "release {version} failed: {e}; {} keeps serving",
+            running.version
+        ))
+    })?;
+    Ok(Json(ConfigChanged {
+        config: to_map(&next),
+        release: Some(version.to_string()),
+    }))
+}
+
+fn describe(set: &BTreeMap<ConfigKey, String>, unset: &[ConfigKey]) -> String {
+    let join = |keys: Vec<&str>| keys.join(", ");
+    let set_keys: Vec<&str> = set.keys().map(ConfigKey::as_str).collect();
+    let unset_keys: Vec<&str> = unset.iter().map(ConfigKey::as_str).collect();
+    match (set_keys.is_empty(), unset_keys.is_empty()) {
+        (false, true) => format!("Set {} config vars", join(set_keys)),
+        (true, false) => format!("Unset {} config vars", join(unset_keys)),
+        _ => format!(
+            "Set {} and unset {} config vars",
+            join(set_keys),
+            join(unset_keys)
+        ),
+    }
+}

@@ -1,0 +1,188 @@
+//! The reconciler: makes the containers match the store. At start it adopts the containers
+//! that are already running (a server restart never restarts apps); periodically it restarts
+//! crashed processes with back-off, removes leftovers and re-derives the routes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use slipway_engine::ContainerState;
+use slipway_store::App;
+use slipway_types::{Backend, ProcessType, labels};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::time::Instant;
+
+use super::{DeployError, Deployer, STOP_GRACE, WEB_PORT, network_name, process_spec};
+
+/// A container that has run this long without crashing has its back-off forgiven.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+impl Deployer {
+    /// Reconciles every app, then removes containers of apps the store no longer has.
+    pub async fn reconcile_all(&self) -> Result<(), DeployError> {
+        let apps = self.store.apps().await?;
+        for app in &apps {
+            if let Err(error) = self.reconcile_app(app).await {
+                tracing::warn!(app = %app.name, %error, "reconcile failed");
+            }
+        }
+        let known: BTreeSet<&str> = apps.iter().map(|a| a.name.as_str()).collect();
+        for container in self
+            .engine
+            .list_containers(&[(labels::ROLE, "process")])
+            .await?
+        {
+            let owner = container.labels.get(labels::APP).map(String::as_str);
+            if owner.is_some_and(|name| !known.contains(name)) {
+                tracing::info!(container = %container.name, "removing container of a deleted app");
+                self.engine.remove_container(&container.id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings one app's process containers in line with its current release and formation.
+    /// Skips the app while a deploy holds its lock: the deploy owns its containers then.
+    pub async fn reconcile_app(&self, app: &App) -> Result<(), DeployError> {
+        let Some(_guard) = self.try_lock(&app.name) else {
+            return Ok(());
+        };
+        let containers = self
+            .engine
+            .list_containers(&[(labels::APP, app.name.as_str()), (labels::ROLE, "process")])
+            .await?;
+        let Some(release) = self.store.current_release(app.id).await? else {
+            for container in containers {
+                self.engine.remove_container(&container.id).await?;
+            }
+            self.set_backends(&app.name, Vec::new());
+            return Ok(());
+        };
+        let version = release.version.to_string();
+        let mut slots: BTreeMap<(String, u32), ContainerState> = BTreeMap::new();
+        for container in containers {
+            let slot = slot_of(&container);
+            match slot {
+                Some(slot)
+                    if container.labels.get(labels::RELEASE) == Some(&version)
+                        && !slots.contains_key(&slot) =>
+                {
+                    slots.insert(slot, container);
+                }
+                _ => {
+                    tracing::info!(app = %app.name, container = %container.name, "removing leftover container");
+                    self.engine.stop(&container.id, STOP_GRACE).await.ok();
+                    self.engine.remove_container(&container.id).await?;
+                }
+            }
+        }
+        let network = network_name(&app.name);
+        let mut backends = Vec::new();
+        let formation = self.store.formation(app.id).await?;
+        for entry in &formation {
+            let command = release.processes.get(&entry.process);
+            let quantity = if command.is_some() { entry.quantity } else { 0 };
+            for index in 1..=quantity {
+                let slot = (entry.process.to_string(), index);
+                match slots.remove(&slot) {
+                    Some(container) if container.running => {
+                        self.forgive_if_stable(&container);
+                        if entry.process.is_web()
+                            && let Some(addr) = listening_addr(&container, &network).await
+                        {
+                            backends.push(Backend {
+                                addr,
+                                dyno: format!("{}.{index}", entry.process),
+                                release: version.clone(),
+                            });
+                        }
+                    }
+                    existing => {
+                        let spec = process_spec(
+                            app,
+                            &release,
+                            &entry.process,
+                            index,
+                            command.map(String::as_str).unwrap_or_default(),
+                            entry.memory_bytes,
+                        );
+                        self.restart_with_backoff(app, &entry.process, index, existing, &spec)
+                            .await?;
+                    }
+                }
+            }
+        }
+        for surplus in slots.into_values() {
+            self.engine.stop(&surplus.id, STOP_GRACE).await.ok();
+            self.engine.remove_container(&surplus.id).await?;
+        }
+        self.set_backends(&app.name, backends);
+        Ok(())
+    }
+
+    async fn restart_with_backoff(
+        &self,
+        app: &App,
+        process: &ProcessType,
+        index: u32,
+        crashed: Option<ContainerState>,
+        spec: &slipway_types::ContainerSpec,
+    ) -> Result<(), DeployError> {
+        let now = Instant::now();
+        let attempts = {
+            let mut restarts = self.restarts.lock().unwrap_or_else(|e| e.into_inner());
+            let (attempts, next) = restarts.entry(spec.name.clone()).or_insert((0, now));
+            if *next > now {
+                return Ok(());
+            }
+            *attempts += 1;
+            let delay = Duration::from_secs(1u64 << (*attempts).min(9)).min(MAX_BACKOFF);
+            *next = now + delay;
+            *attempts
+        };
+        match &crashed {
+            Some(state) => tracing::warn!(
+                app = %app.name,
+                dyno = %format!("{process}.{index}"),
+                status = ?state.exit_code,
+                attempt = attempts,
+                "process crashed: restarting"
+            ),
+            None => {
+                tracing::info!(app = %app.name, dyno = %format!("{process}.{index}"), "starting missing process")
+            }
+        }
+        self.start_fresh(spec).await?;
+        Ok(())
+    }
+
+    fn forgive_if_stable(&self, container: &ContainerState) {
+        let stable = container
+            .started_at
+            .as_deref()
+            .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok())
+            .is_some_and(|at| OffsetDateTime::now_utc() - at > STABLE_AFTER);
+        if stable {
+            let mut restarts = self.restarts.lock().unwrap_or_else(|e| e.into_inner());
+            restarts.remove(&container.name);
+        }
+    }
+}
+
+fn slot_of(container: &ContainerState) -> Option<(String, u32)> {
+    let process = container.labels.get(labels::PROCESS)?;
+    let index = container.labels.get(labels::INDEX)?.parse().ok()?;
+    Some((process.clone(), index))
+}
+
+/// The container's web address, if it accepts connections right now.
+async fn listening_addr(container: &ContainerState, network: &str) -> Option<SocketAddr> {
+    let addr = SocketAddr::new(*container.addresses.get(network)?, WEB_PORT);
+    let connect = tokio::time::timeout(
+        Duration::from_millis(500),
+        tokio::net::TcpStream::connect(addr),
+    );
+    matches!(connect.await, Ok(Ok(_))).then_some(addr)
+}

@@ -1,0 +1,196 @@
+#![doc = include_str!("../README.md")]
+
+mod app;
+mod auth;
+pub mod config;
+mod controllers;
+mod deployer;
+mod error;
+mod extract;
+mod push;
+mod router;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use slipway_builder::{Builder, BuilderConfig};
+use slipway_engine::{ContainerEngine, DockerEngine};
+use slipway_git::{HookListener, Repos};
+use slipway_router::{Router, RouterConfig};
+use slipway_store::{Role, Store, TokenScope};
+use slipway_types::api::ReleaseStatus;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{ServerArgs, ServerConfig};
+
+use crate::app::{AppState, Platform};
+use crate::auth::{TokenSigner, load_or_create_master_key, write_secret_file};
+use crate::deployer::Deployer;
+use crate::push::BuildQueue;
+
+/// How often the reconciler compares containers with the store.
+const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+
+/// The server's sockets, bound before `run` so tests can bind port 0.
+pub struct Listeners {
+    pub api: TcpListener,
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &ServerConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            api: bind(config.api_listen, "--api-listen").await?,
+            http: bind(config.http_listen, "--http-listen").await?,
+        })
+    }
+}
+
+async fn bind(addr: std::net::SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({flag})"))
+}
+
+/// Runs the platform until `shutdown` fires. Apps keep running when the server stops; the
+/// next start adopts them.
+pub async fn run(
+    mut config: ServerConfig,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    config.api_listen = listeners.api.local_addr()?;
+    config.http_listen = listeners.http.local_addr()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir `{}`", config.data_dir.display()))?;
+
+    let store = Store::open(&config.database_url).await?;
+    let engine: Arc<dyn ContainerEngine> = Arc::new(DockerEngine::connect().await?);
+    engine.ping().await?;
+    if !engine.image_exists(&config.stack_image).await? {
+        anyhow::bail!(
+            "stack image `{}` is missing: build it with `slipway stack:build`",
+            config.stack_image
+        );
+    }
+    let signer = TokenSigner::from_master_key(&load_or_create_master_key(&config.master_key_file)?);
+    bootstrap_admin(&store, &signer, &config).await?;
+    recover_interrupted(&store).await?;
+
+    let router = Router::new(RouterConfig {
+        listen_port: config.http_listen.port(),
+        ..RouterConfig::default()
+    });
+    let hook_socket = config.data_dir.join("hook.sock");
+    let exe = std::env::current_exe().context("locating the slipway binary for the git hook")?;
+    let platform = Arc::new(Platform {
+        builder: Builder::new(
+            engine.clone(),
+            BuilderConfig {
+                ca_bundle: config.build_ca_bundle.clone(),
+                ..BuilderConfig::new(config.stack_image.clone())
+            },
+        ),
+        repos: Repos::new(config.data_dir.join("repos"), exe, hook_socket.clone()),
+        deployer: Deployer::new(
+            engine.clone(),
+            store.clone(),
+            router.clone(),
+            config.apps_domain.clone(),
+        ),
+        builds: BuildQueue::new(config.build_concurrency),
+        store,
+        signer,
+        config,
+    });
+
+    for app in platform.store.apps().await? {
+        platform.deployer.set_backends(&app.name, Vec::new());
+    }
+    platform.deployer.reconcile_all().await?;
+    let hooks = HookListener::bind(&hook_socket)?;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(push::serve_pushes(platform.clone(), hooks));
+    tasks.spawn(reconcile_loop(platform.clone(), shutdown.clone()));
+    let router_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(error) = router
+            .serve(listeners.http, router_shutdown.cancelled_owned())
+            .await
+        {
+            tracing::error!(%error, "router stopped");
+        }
+    });
+    tracing::info!(
+        api = %platform.config.api_url(),
+        router = %platform.config.http_listen,
+        apps_domain = %platform.config.apps_domain,
+        "slipway is running"
+    );
+    let api = router::build(AppState(platform.clone()));
+    axum::serve(listeners.api, api)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("serving the API")?;
+    tasks.shutdown().await;
+    Ok(())
+}
+
+/// On first start with an empty store: user `admin` and a token in `<data-dir>/admin.token`.
+async fn bootstrap_admin(
+    store: &Store,
+    signer: &TokenSigner,
+    config: &ServerConfig,
+) -> anyhow::Result<()> {
+    if store.user_count().await? > 0 {
+        return Ok(());
+    }
+    let admin = store.create_user("admin", Role::Admin).await?;
+    let record = store
+        .create_token(admin.id, TokenScope::Admin, None)
+        .await?;
+    let token_file = config.data_dir.join("admin.token");
+    write_secret_file(&token_file, &signer.issue(&record)?)?;
+    tracing::info!(
+        "created user `admin`; log in with: slipway login --url {} --token \"$(cat {})\"",
+        config.api_url(),
+        shell_path(&token_file)
+    );
+    Ok(())
+}
+
+fn shell_path(path: &Path) -> String {
+    path.display().to_string().replace('"', "\\\"")
+}
+
+/// Builds and releases a crash left half-done are failed: their pushes already failed.
+async fn recover_interrupted(store: &Store) -> anyhow::Result<()> {
+    let note = "interrupted by a server restart";
+    store.fail_unfinished_builds(note).await?;
+    for app in store.apps().await? {
+        for release in store.releases(app.id).await? {
+            if release.status == ReleaseStatus::Pending && Some(release.id) != app.current_release {
+                store
+                    .set_release_status(release.id, ReleaseStatus::Failed, Some(note))
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn reconcile_loop(platform: Arc<Platform>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(RECONCILE_EVERY) => {}
+        }
+        if let Err(error) = platform.deployer.reconcile_all().await {
+            tracing::warn!(%error, "reconcile failed");
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Every route of the API server.
+
+use axum::Router;
+use axum::routing::{any, get};
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+use crate::controllers::{apps, builds, config, git, health, releases, whoami};
+use crate::error::ApiError;
+
+pub fn build(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/v1/whoami", get(whoami::show))
+        .route("/v1/apps", get(apps::list).post(apps::create))
+        .route("/v1/apps/{app}", get(apps::show).delete(apps::destroy))
+        .route(
+            "/v1/apps/{app}/config",
+            get(config::show).patch(config::update),
+        )
+        .route("/v1/apps/{app}/releases", get(releases::list))
+        .route("/v1/apps/{app}/releases/{version}", get(releases::show))
+        .route("/v1/apps/{app}/builds", get(builds::list))
+        .route("/v1/apps/{app}/builds/{id}", get(builds::show))
+        .route("/git/{repo}/{*rest}", any(git::serve))
+        .fallback(async || ApiError::not_found("no such API endpoint"))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,101 @@
+//! Apps: a name, an owner and a pointer to the release that should be serving.
+
+use slipway_types::AppName;
+use sqlx::error::ErrorKind;
+use sqlx::sqlite::SqliteRow;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::Store;
+use crate::codec::{Cols, micros, now};
+use crate::error::{Result, StoreError, violation};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    pub id: Uuid,
+    pub name: AppName,
+    pub owner: Uuid,
+    pub created_at: OffsetDateTime,
+    /// The release that should be serving; `None` until the first one is promoted.
+    pub current_release: Option<Uuid>,
+}
+
+impl Store {
+    /// Conflict when the name is taken; NotFound when the owner does not exist.
+    pub async fn create_app(&self, name: &AppName, owner: Uuid) -> Result<App> {
+        let app = App {
+            id: Uuid::now_v7(),
+            name: name.clone(),
+            owner,
+            created_at: now(),
+            current_release: None,
+        };
+        let inserted =
+            sqlx::query("INSERT INTO apps (id, name, owner_id, created_at) VALUES (?, ?, ?, ?)")
+                .bind(app.id.hyphenated())
+                .bind(name.as_str())
+                .bind(owner.hyphenated())
+                .bind(micros(app.created_at))
+                .execute(&self.pool)
+                .await;
+        match inserted {
+            Ok(_) => Ok(app),
+            Err(err) => Err(match violation(&err) {
+                Some(ErrorKind::UniqueViolation) => {
+                    StoreError::Conflict(format!("app `{name}` already exists"))
+                }
+                Some(ErrorKind::ForeignKeyViolation) => {
+                    StoreError::NotFound(format!("user `{owner}` not found"))
+                }
+                _ => err.into(),
+            }),
+        }
+    }
+
+    pub async fn app(&self, name: &AppName) -> Result<Option<App>> {
+        sqlx::query(
+            "SELECT id, name, owner_id, created_at, current_release_id FROM apps WHERE name = ?",
+        )
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| app_from_row(&row))
+        .transpose()
+    }
+
+    /// Every app, by name.
+    pub async fn apps(&self) -> Result<Vec<App>> {
+        sqlx::query(
+            "SELECT id, name, owner_id, created_at, current_release_id FROM apps ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(app_from_row)
+        .collect()
+    }
+
+    /// Deletes the app with its config, releases, builds and formation. NotFound when there is
+    /// no such app.
+    pub async fn delete_app(&self, app_id: Uuid) -> Result<()> {
+        let deleted = sqlx::query("DELETE FROM apps WHERE id = ?")
+            .bind(app_id.hyphenated())
+            .execute(&self.pool)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("app `{app_id}` not found")));
+        }
+        Ok(())
+    }
+}
+
+fn app_from_row(row: &SqliteRow) -> Result<App> {
+    let cols = Cols::new("apps", row);
+    Ok(App {
+        id: cols.uuid("id")?,
+        name: cols.parse("name", |s| s.parse().ok())?,
+        owner: cols.uuid("owner_id")?,
+        created_at: cols.time("created_at")?,
+        current_release: cols.opt_parse("current_release_id", |s| Uuid::parse_str(s).ok())?,
+    })
+}

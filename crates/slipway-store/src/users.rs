@@ -1,0 +1,258 @@
+//! Users and the API tokens issued to them. Tokens are JWTs signed by the server; the store
+//! keeps their id so a token can be revoked or expire before its signature does.
+
+use std::fmt;
+
+use sqlx::error::ErrorKind;
+use sqlx::sqlite::SqliteRow;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::Store;
+use crate::codec::{Cols, micros, now, stored};
+use crate::error::{Result, StoreError, violation};
+
+macro_rules! token_columns {
+    () => {
+        "id, user_id, scope, created_at, expires_at, revoked_at"
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Operators: every app and the admin API.
+    Admin,
+    /// Their own apps and the ones they collaborate on.
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Admin, Self::Member]
+            .into_iter()
+            .find(|role| role.as_str() == s)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a token may do. Ordered by power, so `scope >= TokenScope::Write` reads as "may write".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TokenScope {
+    Read,
+    Write,
+    Admin,
+}
+
+impl TokenScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Read => "read",
+            TokenScope::Write => "write",
+            TokenScope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Read, Self::Write, Self::Admin]
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+    }
+}
+
+impl fmt::Display for TokenScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub role: Role,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub scope: TokenScope,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl Store {
+    /// How many users exist: zero means first start, when the server creates the admin.
+    pub async fn user_count(&self) -> Result<i64> {
+        let count = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(count)
+    }
+
+    /// Conflict when a user with this email exists.
+    pub async fn create_user(&self, email: &str, role: Role) -> Result<User> {
+        let user = User {
+            id: Uuid::now_v7(),
+            email: email.to_owned(),
+            role,
+            created_at: now(),
+        };
+        let inserted =
+            sqlx::query("INSERT INTO users (id, email, role, created_at) VALUES (?, ?, ?, ?)")
+                .bind(user.id.hyphenated())
+                .bind(&user.email)
+                .bind(role.as_str())
+                .bind(micros(user.created_at))
+                .execute(&self.pool)
+                .await;
+        match inserted {
+            Ok(_) => Ok(user),
+            Err(err) if violation(&err) == Some(ErrorKind::UniqueViolation) => Err(
+                StoreError::Conflict(format!("user `{email}` already exists")),
+            ),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    pub async fn user(&self, id: Uuid) -> Result<Option<User>> {
+        sqlx::query("SELECT id, email, role, created_at FROM users WHERE id = ?")
+            .bind(id.hyphenated())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| user_from_row(&row))
+            .transpose()
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        sqlx::query("SELECT id, email, role, created_at FROM users WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| user_from_row(&row))
+            .transpose()
+    }
+
+    /// Every user, by email.
+    pub async fn users(&self) -> Result<Vec<User>> {
+        sqlx::query("SELECT id, email, role, created_at FROM users ORDER BY email")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect()
+    }
+
+    /// Records a new token; the caller signs a JWT carrying the returned id. NotFound when the
+    /// user does not exist.
+    pub async fn create_token(
+        &self,
+        user_id: Uuid,
+        scope: TokenScope,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<TokenRecord> {
+        let token = TokenRecord {
+            id: Uuid::now_v7(),
+            user_id,
+            scope,
+            created_at: now(),
+            expires_at: expires_at.map(stored),
+            revoked_at: None,
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO tokens (id, user_id, scope, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(token.id.hyphenated())
+        .bind(user_id.hyphenated())
+        .bind(scope.as_str())
+        .bind(micros(token.created_at))
+        .bind(token.expires_at.map(micros))
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(token),
+            Err(err) if violation(&err) == Some(ErrorKind::ForeignKeyViolation) => {
+                Err(StoreError::NotFound(format!("user `{user_id}` not found")))
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    pub async fn token(&self, id: Uuid) -> Result<Option<TokenRecord>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens WHERE id = ?"
+        ))
+        .bind(id.hyphenated())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| token_from_row(&row))
+        .transpose()
+    }
+
+    /// A user's tokens, newest first, revoked and expired ones included.
+    pub async fn tokens(&self, user_id: Uuid) -> Result<Vec<TokenRecord>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens WHERE user_id = ? ORDER BY created_at DESC, id DESC"
+        ))
+        .bind(user_id.hyphenated())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(token_from_row)
+        .collect()
+    }
+
+    /// Revoking twice keeps the first revocation time. NotFound when no such token exists.
+    pub async fn revoke_token(&self, id: Uuid) -> Result<()> {
+        let updated =
+            sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+                .bind(micros(now()))
+                .bind(id.hyphenated())
+                .execute(&self.pool)
+                .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("token `{id}` not found")));
+        }
+        Ok(())
+    }
+}
+
+fn user_from_row(row: &SqliteRow) -> Result<User> {
+    let cols = Cols::new("users", row);
+    Ok(User {
+        id: cols.uuid("id")?,
+        email: cols.text("email")?,
+        role: cols.parse("role", Role::parse)?,
+        created_at: cols.time("created_at")?,
+    })
+}
+
+fn token_from_row(row: &SqliteRow) -> Result<TokenRecord> {
+    let cols = Cols::new("tokens", row);
+    Ok(TokenRecord {
+        id: cols.uuid("id")?,
+        user_id: cols.uuid("user_id")?,
+        scope: cols.parse("scope", TokenScope::parse)?,
+        created_at: cols.time("created_at")?,
+        expires_at: cols.opt_time("expires_at")?,
+        revoked_at: cols.opt_time("revoked_at")?,
+    })
+}

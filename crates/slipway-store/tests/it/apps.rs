@@ -1,0 +1,117 @@
+use slipway_store::{NewAuditEvent, StoreError};
+use slipway_types::ProcessType;
+use uuid::Uuid;
+
+use crate::{app, count, name, new_release, store, user, vars};
+
+#[tokio::test]
+async fn apps_are_created_found_and_listed_by_name() {
+    let (store, _dir) = store().await;
+    let owner = user(&store, "dev@example.com").await;
+    let zeta = store.create_app(&name("zeta"), owner.id).await.unwrap();
+    let alpha = store.create_app(&name("alpha"), owner.id).await.unwrap();
+    assert_eq!(alpha.owner, owner.id);
+    assert_eq!(alpha.current_release, None);
+
+    assert_eq!(store.app(&name("zeta")).await.unwrap(), Some(zeta.clone()));
+    assert_eq!(store.app(&name("nope")).await.unwrap(), None);
+    assert_eq!(store.apps().await.unwrap(), vec![alpha, zeta]);
+}
+
+#[tokio::test]
+async fn a_taken_name_is_a_conflict_and_a_missing_owner_not_found() {
+    let (store, _dir) = store().await;
+    let owner = user(&store, "dev@example.com").await;
+    store.create_app(&name("web-1"), owner.id).await.unwrap();
+    let err = store
+        .create_app(&name("web-1"), owner.id)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict(m) if m == "app `web-1` already exists"),
+        "{err:?}"
+    );
+    let err = store
+        .create_app(&name("orphan"), Uuid::now_v7())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn deleting_an_app_removes_everything_it_owns_and_nothing_else() {
+    let (store, dir) = store().await;
+    let doomed = app(&store, "doomed").await;
+    let kept = app(&store, "kept").await;
+    for target in [&doomed, &kept] {
+        let release = store
+            .create_release(new_release(target, "1.0.0"), Some(&vars(&[("A", "1")])))
+            .await
+            .unwrap();
+        store.promote_release(target.id, release.id).await.unwrap();
+        store.create_build(target.id, "abc1234").await.unwrap();
+        store
+            .ensure_formation(target.id, &[ProcessType::web()])
+            .await
+            .unwrap();
+    }
+    store
+        .audit(NewAuditEvent {
+            actor: "dev@example.com",
+            action: "app.delete",
+            target: "doomed",
+            source_ip: None,
+            detail: None,
+        })
+        .await
+        .unwrap();
+
+    store.delete_app(doomed.id).await.unwrap();
+
+    assert_eq!(store.app(&name("doomed")).await.unwrap(), None);
+    assert!(store.config(doomed.id).await.unwrap().is_empty());
+    assert!(store.releases(doomed.id).await.unwrap().is_empty());
+    assert!(store.builds(doomed.id).await.unwrap().is_empty());
+    assert!(store.formation(doomed.id).await.unwrap().is_empty());
+    for (table, left) in [
+        ("SELECT COUNT(*) FROM apps", 1),
+        ("SELECT COUNT(*) FROM config_vars", 1),
+        ("SELECT COUNT(*) FROM releases", 1),
+        ("SELECT COUNT(*) FROM builds", 1),
+        ("SELECT COUNT(*) FROM formation", 1),
+        ("SELECT COUNT(*) FROM audit_events", 1),
+    ] {
+        assert_eq!(count(dir.path(), table).await, left, "{table}");
+    }
+    assert!(store.current_release(kept.id).await.unwrap().is_some());
+
+    let err = store.delete_app(doomed.id).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn audit_events_come_newest_first_up_to_the_limit() {
+    let (store, _dir) = store().await;
+    for action in ["app.create", "config.set", "app.delete"] {
+        store
+            .audit(NewAuditEvent {
+                actor: "dev@example.com",
+                action,
+                target: "web-1",
+                source_ip: Some("127.0.0.1"),
+                detail: Some("{\"keys\":[\"A\"]}"),
+            })
+            .await
+            .unwrap();
+    }
+    let events = store.audit_events(2).await.unwrap();
+    let actions: Vec<_> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["app.delete", "config.set"]);
+    assert_eq!(events[0].actor, "dev@example.com");
+    assert_eq!(events[0].target, "web-1");
+    assert_eq!(events[0].source_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(events[0].detail.as_deref(), Some("{\"keys\":[\"A\"]}"));
+    assert!(events[0].at >= events[1].at);
+    assert_eq!(store.audit_events(10).await.unwrap().len(), 3);
+    assert!(store.audit_events(-1).await.unwrap().is_empty());
+}

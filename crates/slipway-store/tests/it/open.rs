@@ -1,0 +1,185 @@
+use std::os::unix::fs::PermissionsExt;
+
+use slipway_store::{Role, Store, StoreError};
+
+use crate::{count, raw, store, url};
+
+#[tokio::test]
+async fn open_creates_an_owner_only_file_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slipway.db");
+    assert!(!path.exists());
+
+    let store = Store::open(&url(dir.path())).await.unwrap();
+    assert!(path.exists());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "mode was {mode:o}");
+
+    let mut conn = raw(dir.path()).await;
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(journal, "wal");
+
+    store
+        .create_user("a@example.com", Role::Admin)
+        .await
+        .unwrap();
+    let wal = dir.path().join("slipway.db-wal");
+    let mode = std::fs::metadata(&wal).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "WAL mode was {mode:o}");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn data_survives_closing_and_reopening() {
+    let (store, dir) = store().await;
+    let user = store
+        .create_user("admin@example.com", Role::Admin)
+        .await
+        .unwrap();
+    store.close().await;
+
+    let reopened = Store::open(&url(dir.path())).await.unwrap();
+    assert_eq!(reopened.user(user.id).await.unwrap(), Some(user));
+    assert_eq!(reopened.user_count().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn relative_urls_are_resolved_from_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let up = "../".repeat(cwd.components().count());
+    let relative = format!("{up}{}/relative.db", dir.path().display()).replace("//", "/");
+    assert!(!relative.starts_with('/'));
+
+    Store::open(&format!("sqlite://{relative}")).await.unwrap();
+    assert!(dir.path().join("relative.db").exists());
+}
+
+#[tokio::test]
+async fn foreign_urls_are_refused_without_echoing_credentials() {
+    let err = Store::open("postgres://slipway:hunter2@db/slipway")
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("`postgres`"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[tokio::test]
+async fn a_missing_directory_is_reported_with_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope").join("slipway.db");
+    let err = Store::open(&format!("sqlite://{}", missing.display()))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(&missing.display().to_string()),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_store_written_by_a_newer_slipway_is_refused() {
+    let (store, dir) = store().await;
+    store.close().await;
+    let mut conn = raw(dir.path()).await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99990101000000, 'from the future', TRUE, X'00', 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    drop(conn);
+
+    let err = Store::open(&url(dir.path())).await.unwrap_err();
+    let StoreError::NewerSchema(message) = &err else {
+        panic!("expected NewerSchema, got {err:?}");
+    };
+    assert!(message.contains("newer slipway"), "{message}");
+    assert!(
+        message.contains(&dir.path().join("slipway.db").display().to_string()),
+        "{message}"
+    );
+    assert_eq!(
+        count(dir.path(), "SELECT COUNT(*) FROM _sqlx_migrations").await,
+        2,
+        "refusing must not apply or remove migrations"
+    );
+}
+
+#[tokio::test]
+async fn in_memory_stores_keep_their_data_across_calls_and_are_separate() {
+    let one = Store::open_in_memory().await.unwrap();
+    let two = Store::open_in_memory().await.unwrap();
+    one.create_user("a@example.com", Role::Admin).await.unwrap();
+    let clone = one.clone();
+    assert_eq!(clone.user_count().await.unwrap(), 1);
+    assert_eq!(two.user_count().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn concurrent_writers_wait_for_each_other() {
+    let (store, _dir) = store().await;
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .create_user(&format!("user{i}@example.com"), Role::Member)
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(store.user_count().await.unwrap(), 16);
+}
+
+#[tokio::test]
+async fn unreadable_values_are_reported_as_corrupt_naming_the_column() {
+    let (store, dir) = store().await;
+    let user = store
+        .create_user("x@example.com", Role::Member)
+        .await
+        .unwrap();
+    let mut conn = raw(dir.path()).await;
+    sqlx::query("PRAGMA ignore_check_constraints = ON")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE users SET role = 'overlord'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let err = store.user(user.id).await.unwrap_err();
+    let StoreError::Corrupt(message) = &err else {
+        panic!("expected Corrupt, got {err:?}");
+    };
+    assert!(message.contains("`users.role`"), "{message}");
+    assert!(message.contains("`overlord`"), "{message}");
+}
+
+#[tokio::test]
+async fn an_in_memory_url_creates_no_file() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    store
+        .create_user("a@example.com", Role::Admin)
+        .await
+        .unwrap();
+    assert_eq!(store.user_count().await.unwrap(), 1);
+    let cwd = std::env::current_dir().unwrap();
+    let stray = std::fs::read_dir(&cwd)
+        .unwrap()
+        .filter_map(|entry| entry.ok())
+        .any(|entry| entry.file_name().to_string_lossy().contains("memory"));
+    assert!(
+        !stray,
+        "a file named after the in-memory database appeared in {cwd:?}"
+    );
+}

@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+
+pub mod api;
+pub mod config;
+pub mod container;
+pub mod names;
+pub mod procfile;
+pub mod route;
+pub mod version;
+
+pub use config::{ConfigError, ConfigVars};
+pub use container::{ContainerSpec, Mount, MountSource, labels};
+pub use names::{AppName, ConfigKey, NameError, ProcessType};
+pub use procfile::{Procfile, ProcfileError};
+pub use route::{Backend, RouteSnapshot, SiteRoutes};
+pub use version::{Bump, next_version};

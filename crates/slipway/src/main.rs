@@ -1,0 +1,145 @@
+//! `slipway`: one binary. `slipway server` runs the platform, `slipway stack:build` builds the
+//! stack image, and every other subcommand is the client talking to a server's API.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use slipway_cli::{ClientCommand, GlobalOpts};
+use slipway_server::{Listeners, ServerArgs};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "slipway",
+    version,
+    about = "A self-hosted, Heroku-style platform-as-a-service"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalOpts,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform: API, git receiver, builder, deployer and router
+    Server(ServerArgs),
+    /// Build the stack image from the machine's Debian mirror (needs root and debootstrap)
+    #[command(name = "stack:build")]
+    StackBuild {
+        /// Debian suite to bootstrap
+        #[arg(long, default_value = "trixie")]
+        suite: String,
+        /// Image to create
+        #[arg(long, default_value = "slipway/stack:trixie")]
+        image: String,
+        /// Debian mirror [default: read from this machine's apt sources]
+        #[arg(long)]
+        mirror: Option<String>,
+    },
+    /// Run by git as the pre-receive hook of every app repository
+    #[command(name = "git-hook", hide = true)]
+    GitHook { hook: String },
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Server(args) => {
+            init_tracing();
+            let config = args.resolve()?;
+            let listeners = Listeners::bind(&config).await?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            slipway_server::run(config, listeners, shutdown).await?;
+        }
+        Command::StackBuild {
+            suite,
+            image,
+            mirror,
+        } => {
+            init_tracing();
+            stack_build(suite, image, mirror).await?;
+        }
+        Command::GitHook { hook } => {
+            anyhow::ensure!(hook == "pre-receive", "unknown git hook `{hook}`");
+            let code = slipway_git::run_pre_receive_hook().await;
+            return Ok(std::process::ExitCode::from(
+                u8::try_from(code).unwrap_or(1),
+            ));
+        }
+        Command::Client(command) => slipway_cli::run(cli.global, command).await?,
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn stack_build(suite: String, image: String, mirror: Option<String>) -> anyhow::Result<()> {
+    let engine = Arc::new(slipway_engine::DockerEngine::connect().await?);
+    let work_dir = tempdir_for_stack()?;
+    let options = slipway_builder::StackOptions {
+        reference: image,
+        suite,
+        mirror,
+        work_dir,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(256);
+    let printer = tokio::spawn(async move {
+        while let Some(line) = rx.recv().await {
+            println!("{line}");
+        }
+    });
+    let result = slipway_builder::build_stack(engine.as_ref(), &options, &tx).await;
+    drop(tx);
+    printer.await.ok();
+    Ok(result?)
+}
+
+fn tempdir_for_stack() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("slipway-stack-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down; apps keep running");
+    shutdown.cancel();
+}

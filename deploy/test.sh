@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every Slipway test on a fresh Debian machine: installs what the integration and
+# end-to-end tiers need, starts the Docker engine, builds the stack image once (reused after),
+# checks formatting and lints, then runs unit, integration and end-to-end tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. deploy/lib.sh
+
+install_packages docker.io debootstrap git busybox-static ca-certificates
+start_dockerd
+
+say "building slipway"
+cargo build -p slipway
+ensure_stack target/debug/slipway slipway/stack:trixie
+
+say "checking format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+say "running tests"
+export SLIPWAY_BIN="$PWD/target/debug/slipway"
+cargo test --workspace

@@ -1,0 +1,5 @@
+//! End-to-end tests: the real `slipway` binary, real `git push`, real Docker, requests through
+//! the real router.
+
+mod push_to_live;
+mod support;

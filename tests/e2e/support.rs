@@ -1,0 +1,312 @@
+//! The harness: a temp HOME and data dir, the real `slipway` binary on free loopback ports,
+//! the real `git`, and cleanup of everything a test created.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `slipway` binary under test: `$SLIPWAY_BIN`, else the workspace's debug build.
+pub fn slipway_bin() -> PathBuf {
+    let path = std::env::var_os("SLIPWAY_BIN").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/slipway"),
+        PathBuf::from,
+    );
+    assert!(
+        path.is_file(),
+        "slipway binary not found at {}: run `cargo build -p slipway` (deploy/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// Fails loudly when a service the tests need is missing.
+pub fn require_services() {
+    let docker = Command::new("docker").arg("info").output();
+    assert!(
+        docker.is_ok_and(|o| o.status.success()),
+        "the Docker engine is not running: start dockerd (deploy/test.sh does)"
+    );
+    let stack = Command::new("docker")
+        .args(["image", "inspect", "slipway/stack:trixie"])
+        .output()
+        .expect("running docker");
+    assert!(
+        stack.status.success(),
+        "stack image slipway/stack:trixie is missing: run `slipway stack:build` (deploy/test.sh does)"
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding a free port")
+        .port()
+}
+
+pub fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A temp home and data dir with ports for one server.
+pub struct Env {
+    pub root: tempfile::TempDir,
+    pub api_port: u16,
+    pub http_port: u16,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        require_services();
+        let root = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(root.path().join("home")).expect("home dir");
+        Self {
+            root,
+            api_port: free_port(),
+            http_port: free_port(),
+        }
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.root.path().join("home")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    pub fn start_server(&self) -> Server {
+        let log_path = self.root.path().join("server.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("server log");
+        let mut command = Command::new(slipway_bin());
+        command
+            .arg("server")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["--api-listen", &format!("127.0.0.1:{}", self.api_port)])
+            .args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)])
+            .args(["--apps-domain", "localhost"])
+            .env("HOME", self.home())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        let ca = Path::new("/etc/ssl/certs/ca-certificates.crt");
+        if ca.is_file() {
+            command.arg("--build-ca-bundle").arg(ca);
+        }
+        let child = command.spawn().expect("starting slipway server");
+        let server = Server {
+            child,
+            log: log_path,
+        };
+        server.wait_healthy(self.api_port);
+        server
+    }
+
+    /// Runs the CLI in `dir` with this env's HOME.
+    pub fn slipway(&self, dir: &Path, args: &[&str]) -> Output {
+        Command::new(slipway_bin())
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", self.home())
+            .env_remove("SLIPWAY_URL")
+            .env_remove("SLIPWAY_TOKEN")
+            .output()
+            .expect("running slipway")
+    }
+
+    /// Like `slipway`, but the command must succeed; returns its stdout.
+    pub fn slipway_ok(&self, dir: &Path, args: &[&str]) -> String {
+        let output = self.slipway(dir, args);
+        assert!(
+            output.status.success(),
+            "slipway {args:?} failed: {}",
+            text(&output)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    pub fn git(&self, dir: &Path, args: &[&str]) -> Output {
+        Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", self.home())
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_AUTHOR_NAME", "E2E")
+            .env("GIT_AUTHOR_EMAIL", "e2e@example.test")
+            .env("GIT_COMMITTER_NAME", "E2E")
+            .env("GIT_COMMITTER_EMAIL", "e2e@example.test")
+            .output()
+            .expect("running git")
+    }
+
+    pub fn git_ok(&self, dir: &Path, args: &[&str]) -> String {
+        let output = self.git(dir, args);
+        assert!(
+            output.status.success(),
+            "git {args:?} failed: {}",
+            text(&output)
+        );
+        text(&output)
+    }
+
+    /// GET through the router with `Host: <app>.localhost`.
+    pub async fn get_app(&self, app: &str) -> (u16, String) {
+        let host = format!("{app}.localhost");
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .resolve(&host, ([127, 0, 0, 1], self.http_port).into())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("http client");
+        let response = client
+            .get(format!("http://{host}:{}/", self.http_port))
+            .send()
+            .await
+            .expect("request through the router");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+}
+
+pub struct Server {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Server {
+    fn wait_healthy(&self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "slipway server did not listen within 60 s: {}",
+            self.log_text()
+        );
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the server with SIGTERM, as an operator would, and waits (bounded) for it.
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().ok();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.terminate();
+        }
+    }
+}
+
+/// Removes an app's containers, network, volume and images when the test ends, pass or fail.
+pub struct AppCleanup(pub String);
+
+impl Drop for AppCleanup {
+    fn drop(&mut self) {
+        let label = format!("label=slipway.app={}", self.0);
+        if let Ok(out) = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &label])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                Command::new("docker").args(["rm", "-f", id]).output().ok();
+            }
+        }
+        let repo = format!("reference=slipway/{}", self.0);
+        if let Ok(out) = Command::new("docker")
+            .args(["images", "-q", "--filter", &repo])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                Command::new("docker").args(["rmi", "-f", id]).output().ok();
+            }
+        }
+        Command::new("docker")
+            .args(["network", "rm", &format!("slipway-{}", self.0)])
+            .output()
+            .ok();
+        Command::new("docker")
+            .args(["volume", "rm", &format!("slipway-cache-{}", self.0)])
+            .output()
+            .ok();
+    }
+}
+
+/// Copies a fixture app into a fresh git repository on `main`.
+pub fn fixture_repo(env: &Env, fixture: &str, dir: &Path) {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(fixture);
+    std::fs::create_dir_all(dir).expect("repo dir");
+    for entry in std::fs::read_dir(&source).expect("fixture dir") {
+        let entry = entry.expect("fixture entry");
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copying fixture");
+    }
+    env.git_ok(dir, &["init", "-q", "-b", "main"]);
+    env.git_ok(dir, &["add", "."]);
+    env.git_ok(dir, &["commit", "-q", "-m", "initial commit"]);
+}
+
+/// Containers of an app as `docker ps` sees them: (id, started at).
+pub fn app_containers(app: &str) -> Vec<(String, String)> {
+    let label = format!("label=slipway.app={app}");
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &label,
+            "--filter",
+            "label=slipway.role=process",
+        ])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|id| {
+            let started = Command::new("docker")
+                .args(["inspect", "-f", "{{.State.StartedAt}}", id])
+                .output()
+                .expect("docker inspect");
+            (
+                id.to_owned(),
+                String::from_utf8_lossy(&started.stdout).trim().to_owned(),
+            )
+        })
+        .collect()
+}
