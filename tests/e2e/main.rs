@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `slipway` binary, real `git push`, real Docker, requests through
 //! the real router.
 
+mod bad_input;
 mod push_to_live;
 mod support;

@@ -6,15 +6,7 @@ use std::path::Path;
 
 use slipway_types::api::{ReleaseInfo, ReleaseStatus};
 
-use crate::support::{AppCleanup, Env, app_containers, fixture_repo, text};
-
-fn unique_app(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    format!("{prefix}-{nanos:x}")
-}
+use crate::support::{AppCleanup, Env, app_containers, fixture_repo, text, unique_app};
 
 fn commit(env: &Env, repo: &Path, file: &str, contents: &str, message: &str) {
     std::fs::write(repo.join(file), contents).expect("writing file");

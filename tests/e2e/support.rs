@@ -52,6 +52,15 @@ pub fn text(output: &Output) -> String {
     )
 }
 
+/// An app name no other test run uses.
+pub fn unique_app(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("{prefix}-{nanos:x}")
+}
+
 /// A temp home and data dir with ports for one server.
 pub struct Env {
     pub root: tempfile::TempDir,
@@ -309,4 +318,46 @@ pub fn app_containers(app: &str) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+impl Env {
+    /// Runs `slipway server` with extra arguments and environment, expecting it to refuse to
+    /// start; returns its exit status and what it printed. Fails the test if it keeps running.
+    pub fn server_refusal(&self, args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
+        let log_path = self.root.path().join("refusal.log");
+        let log = std::fs::File::create(&log_path).expect("refusal log");
+        let mut command = Command::new(slipway_bin());
+        command.arg("server").arg("--data-dir").arg(self.data_dir());
+        if !args.contains(&"--api-listen") {
+            command.args(["--api-listen", &format!("127.0.0.1:{}", self.api_port)]);
+        }
+        command.args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)]);
+        let mut child = command
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("HOME", self.home())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting slipway server");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("waiting for slipway server") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                child.kill().ok();
+                child.wait().ok();
+                panic!(
+                    "slipway server {args:?} kept running instead of refusing to start: {}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        (
+            status.success(),
+            std::fs::read_to_string(&log_path).unwrap_or_default(),
+        )
+    }
 }
