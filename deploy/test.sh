@@ -19,4 +19,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 say "running tests"
 export SLIPWAY_BIN="$PWD/target/debug/slipway"
-cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace 2>&1 | tee "$log"
+# One closing line for the whole run: cargo's last line belongs to an empty doc-test binary.
+awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$log"
