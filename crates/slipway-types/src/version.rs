@@ -82,7 +82,7 @@ pub fn parse_tag(tag: &str) -> Option<Version> {
 }
 
 /// The version as shown to people: with `+g<short-sha>` build metadata when the commit is known.
-pub fn display_version(version: &Version, commit: Option<&str>) -> String {
+pub fn display_version(version: &impl std::fmt::Display, commit: Option<&str>) -> String {
     match commit {
         Some(sha) if sha.len() >= 7 => format!("{version}+g{}", &sha[..7]),
         _ => version.to_string(),

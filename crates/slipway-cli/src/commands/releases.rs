@@ -1,6 +1,7 @@
 //! `releases`, `releases:info`.
 
 use slipway_types::api::ReleaseInfo;
+use slipway_types::version::display_version;
 
 use crate::cli::Session;
 use crate::table::{self, Table};
@@ -17,27 +18,26 @@ pub(crate) async fn list(session: &mut Session<'_>) -> anyhow::Result<()> {
 /// The current release is marked with `*` in the first column, as `git branch` marks the
 /// checked-out branch.
 fn render(releases: &[ReleaseInfo]) -> String {
-    let mut rows = Table::new(&[
-        "",
-        "VERSION",
-        "STATUS",
-        "DESCRIPTION",
-        "COMMIT",
-        "BY",
-        "CREATED",
-    ]);
+    let mut rows = Table::new(&["", "VERSION", "STATUS", "DESCRIPTION", "BY", "CREATED"]);
     for release in releases {
         rows.row(vec![
             if release.current { "*" } else { "" }.to_owned(),
-            table::version(&release.version),
+            shown_version(release),
             release.status.to_string(),
             release.description.clone(),
-            table::or_dash(release.commit.as_deref().map(table::short_sha)),
             release.created_by.clone(),
             table::time(release.created_at),
         ]);
     }
     rows.render()
+}
+
+/// `v1.2.0+gabc1234`: the commit is shown as build metadata, as versions are compared without it.
+fn shown_version(release: &ReleaseInfo) -> String {
+    format!(
+        "v{}",
+        display_version(&release.version, release.commit.as_deref())
+    )
 }
 
 pub(crate) async fn info(session: &mut Session<'_>, version: &str) -> anyhow::Result<()> {
@@ -65,7 +65,7 @@ pub(crate) async fn info(session: &mut Session<'_>, version: &str) -> anyhow::Re
     ];
     session.print(&format!(
         "=== {app} {}\n{}",
-        table::version(&release.version),
+        shown_version(&release),
         table::render_pairs(&pairs)
     ))
 }
@@ -99,10 +99,10 @@ mod tests {
         ]);
         assert_eq!(
             rendered,
-            "   VERSION  STATUS       DESCRIPTION   COMMIT   BY     CREATED\n   \
-             v1.0.2   failed       Deploy 1.0.2  -        admin  2026-11-02T10:04:05Z\n\
-             *  v1.0.1   succeeded    Deploy 1.0.1  0123456  admin  2026-11-02T10:04:05Z\n   \
-             v1.0.0   rolled back  Deploy 1.0.0  0123456  admin  2026-11-02T10:04:05Z\n"
+            "   VERSION          STATUS       DESCRIPTION   BY     CREATED\n   \
+             v1.0.2           failed       Deploy 1.0.2  admin  2026-11-02T10:04:05Z\n\
+             *  v1.0.1+g0123456  succeeded    Deploy 1.0.1  admin  2026-11-02T10:04:05Z\n   \
+             v1.0.0+g0123456  rolled back  Deploy 1.0.0  admin  2026-11-02T10:04:05Z\n"
         );
     }
 }

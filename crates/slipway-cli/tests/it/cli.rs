@@ -149,7 +149,7 @@ async fn login_then_work_on_an_app_inferred_from_the_git_remote() {
     let lines: Vec<&str> = releases.lines().collect();
     assert_eq!(lines.len(), 3, "{releases}");
     assert!(
-        lines[1].starts_with("*  v1.0.1   succeeded  Config change  -"),
+        lines[1].starts_with("*  v1.0.1   succeeded  Config change  admin"),
         "{releases}"
     );
     assert!(lines[2].starts_with("   v1.0.0"), "{releases}");
