@@ -62,11 +62,12 @@ impl Platform {
     }
 
     pub async fn audit(&self, caller: &Caller, action: &str, target: &str, detail: Option<&str>) {
+        let source_ip = caller.source_ip.map(|ip| ip.to_string());
         let event = slipway_store::NewAuditEvent {
             actor: &caller.user.email,
             action,
             target,
-            source_ip: None,
+            source_ip: source_ip.as_deref(),
             detail,
         };
         if let Err(error) = self.store.audit(event).await {

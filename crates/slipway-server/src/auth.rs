@@ -6,7 +6,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use aws_lc_rs::hmac;
-use axum::extract::FromRequestParts;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -119,6 +121,8 @@ pub fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
 pub struct Caller {
     pub user: User,
     pub scope: TokenScope,
+    /// Where the request came from, for the audit log.
+    pub source_ip: Option<IpAddr>,
 }
 
 impl Caller {
@@ -162,6 +166,7 @@ pub async fn authenticate(state: &AppState, raw: &str) -> Result<Caller, ApiErro
     Ok(Caller {
         user,
         scope: record.scope,
+        source_ip: None,
     })
 }
 
@@ -175,6 +180,11 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
             .ok_or_else(|| ApiError::unauthorized(INVALID_TOKEN))?;
-        authenticate(state, raw.trim()).await
+        let mut caller = authenticate(state, raw.trim()).await?;
+        caller.source_ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        Ok(caller)
     }
 }

@@ -132,10 +132,13 @@ pub async fn run(
         "slipway is running"
     );
     let api = router::build(AppState(platform.clone()));
-    axum::serve(listeners.api, api)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .context("serving the API")?;
+    axum::serve(
+        listeners.api,
+        api.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    .await
+    .context("serving the API")?;
     tasks.shutdown().await;
     Ok(())
 }

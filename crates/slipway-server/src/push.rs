@@ -293,6 +293,16 @@ async fn build_and_release(
         )
         .await
         .map_err(|e| e.to_string())?;
+    let event = slipway_store::NewAuditEvent {
+        actor: &out.push.pusher,
+        action: "releases.create",
+        target: app.name.as_str(),
+        source_ip: None,
+        detail: Some(&release.description),
+    };
+    if let Err(error) = store.audit(event).await {
+        tracing::error!(%error, "writing the audit log failed");
+    }
     out.line(&format!("-----> Releasing {version}")).await;
     let previous = store
         .current_release(app.id)
