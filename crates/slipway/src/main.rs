@@ -1,6 +1,7 @@
 //! `slipway`: one binary. `slipway server` runs the platform, `slipway stack:build` builds the
 //! stack image, and every other subcommand is the client talking to a server's API.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -124,7 +125,11 @@ fn tempdir_for_stack() -> anyhow::Result<PathBuf> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {
