@@ -224,7 +224,7 @@ impl Builder {
         engine.upload(id, "/", upload).await?;
         engine.start(id).await?;
         let mut transcript = Transcript::default();
-        let mut chunks = engine.output(id);
+        let mut chunks = engine.output(id, None);
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;
             for line in transcript.push(chunk.stream, &chunk.bytes) {

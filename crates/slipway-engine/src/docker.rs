@@ -312,11 +312,13 @@ impl ContainerEngine for DockerEngine {
             .map_err(|error| self.error("container", id, error))
     }
 
-    fn output(&self, id: &str) -> BoxStream<'static, Result<OutputChunk>> {
+    fn output(&self, id: &str, since: Option<i64>) -> BoxStream<'static, Result<OutputChunk>> {
         let options = LogsOptions {
             follow: true,
             stdout: true,
             stderr: true,
+            // Docker's API takes a 32-bit timestamp here; saturate rather than wrap.
+            since: since.map_or(0, |s| i32::try_from(s).unwrap_or(i32::MAX)),
             ..Default::default()
         };
         let engine = self.clone();

@@ -559,7 +559,8 @@ impl ContainerEngine for FakeEngine {
         Ok(())
     }
 
-    fn output(&self, id: &str) -> BoxStream<'static, Result<OutputChunk>> {
+    /// `since` is ignored: the fake has no clock for its output.
+    fn output(&self, id: &str, _since: Option<i64>) -> BoxStream<'static, Result<OutputChunk>> {
         let mut state = self.state();
         state.record(Call::Output { id: id.to_owned() });
         let container = match state.container(id) {
@@ -713,7 +714,11 @@ mod tests {
         let id = crate::run(&engine, &spec("build-1", "slipway/stack:1"))
             .await
             .expect("runs");
-        let output: Vec<OutputChunk> = engine.output(&id).try_collect().await.expect("output");
+        let output: Vec<OutputChunk> = engine
+            .output(&id, None)
+            .try_collect()
+            .await
+            .expect("output");
         assert_eq!(output, [stdout("compiled\n")]);
         assert_eq!(engine.wait(&id).await.expect("waits"), 3);
         let state = engine.inspect("build-1").await.expect("inspects by name");

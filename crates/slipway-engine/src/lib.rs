@@ -128,8 +128,10 @@ pub trait ContainerEngine: Send + Sync + 'static {
 
     async fn start(&self, id: &str) -> Result<()>;
 
-    /// Follows the container's stdout and stderr from its start until it exits.
-    fn output(&self, id: &str) -> BoxStream<'static, Result<OutputChunk>>;
+    /// Follows the container's stdout and stderr until it exits: from its start, or with
+    /// `since` (unix seconds) only what it printed from then on, so a follower that restarts
+    /// does not replay old lines.
+    fn output(&self, id: &str, since: Option<i64>) -> BoxStream<'static, Result<OutputChunk>>;
 
     /// Waits for the container to exit and returns its exit code.
     async fn wait(&self, id: &str) -> Result<i64>;

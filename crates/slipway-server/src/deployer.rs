@@ -254,7 +254,7 @@ impl Deployer {
     /// Says why a container stopped, with the last lines it printed.
     async fn exited_reason(&self, dyno: &str, state: &ContainerState) -> String {
         let mut output = Vec::new();
-        let mut stream = self.engine.output(&state.id);
+        let mut stream = self.engine.output(&state.id, None);
         let collect = async {
             while let Some(Ok(chunk)) = stream.next().await {
                 output.extend_from_slice(&chunk.bytes);

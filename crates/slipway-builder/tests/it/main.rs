@@ -143,7 +143,7 @@ impl Fixture {
     pub async fn run_to_end(&self, spec: ContainerSpec) -> (i64, String) {
         let id = self.start(spec).await;
         let mut output = String::new();
-        let mut chunks = self.engine.output(&id);
+        let mut chunks = self.engine.output(&id, None);
         while let Some(chunk) = chunks.next().await {
             output.push_str(&String::from_utf8_lossy(
                 &chunk.expect("container output").bytes,

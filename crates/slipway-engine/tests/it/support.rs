@@ -275,7 +275,7 @@ pub fn shell(name: String, image: &str, script: &str) -> ContainerSpec {
 
 /// A container's stdout and stderr until it exits.
 pub async fn output(engine: &DockerEngine, id: &str) -> (String, String) {
-    let collected = engine.output(id).try_fold(
+    let collected = engine.output(id, None).try_fold(
         (BytesMut::new(), BytesMut::new()),
         |(mut stdout, mut stderr), chunk| async move {
             match chunk.stream {
