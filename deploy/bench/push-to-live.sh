@@ -11,49 +11,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${RUNS:-3}
-bin=${SLIPWAY_BIN:-$PWD/target/release/slipway}
-[ -x "$bin" ] || { echo "build it first: cargo build --release -p slipway" >&2; exit 1; }
-
-tmp=$(mktemp -d)
-export HOME="$tmp/home"
-mkdir -p "$HOME"
-export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.test
-export GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.test
-api_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-ca=()
-[ -f /etc/ssl/certs/ca-certificates.crt ] && ca=(--build-ca-bundle /etc/ssl/certs/ca-certificates.crt)
-"$bin" server --data-dir "$tmp/data" --api-listen "127.0.0.1:$api_port" \
-    --http-listen "127.0.0.1:$http_port" "${ca[@]}" 2>"$tmp/server.log" &
-server=$!
-apps=()
-cleanup() {
-    for app in "${apps[@]}"; do "$bin" apps:destroy -a "$app" --confirm "$app" >/dev/null 2>&1 || true; done
-    kill "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-for _ in $(seq 1 100); do
-    curl -fs "http://127.0.0.1:$api_port/healthz" >/dev/null && break
-    sleep 0.1
-done
-"$bin" login --url "http://127.0.0.1:$api_port" --token "$(cat "$tmp/data/admin.token")" >/dev/null
-
-now() { date +%s.%N; }
-elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+. deploy/bench/lib.sh
+bench_start
 
 cold=() warm=() config=()
 for i in $(seq 1 "$runs"); do
     app="bench-$i-$RANDOM"
-    apps+=("$app")
     repo="$tmp/repo-$i"
-    mkdir -p "$repo"
-    cp tests/fixtures/flask-app/* "$repo/"
-    (cd "$repo" && git init -q -b main && git add . && git commit -q -m "initial commit")
-    "$bin" apps:create "$app" >/dev/null
-    (cd "$repo" && "$bin" git:remote -a "$app" >/dev/null)
+    bench_app flask-app "$repo" "$app"
 
     t0=$(now); (cd "$repo" && git push -q platform main 2>/dev/null); t1=$(now)
     cold+=("$(elapsed "$t0" "$t1")")

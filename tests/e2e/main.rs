@@ -2,5 +2,8 @@
 //! the real router.
 
 mod bad_input;
+mod logs;
 mod push_to_live;
+mod release_engine;
+mod runs;
 mod support;

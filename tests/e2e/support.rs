@@ -361,3 +361,185 @@ impl Env {
         )
     }
 }
+
+impl Server {
+    /// Kills the server with SIGKILL mid-whatever, as a crash would.
+    pub fn crash(mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// What a load run saw.
+pub struct LoadReport {
+    pub total: usize,
+    /// Every response that was not a 200 with an expected body, and every transport error.
+    pub failures: Vec<String>,
+    /// Latency of every successful request.
+    pub latencies: Vec<Duration>,
+}
+
+impl LoadReport {
+    pub fn percentile(&self, p: f64) -> Duration {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        if sorted.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+        sorted[rank.min(sorted.len() - 1)]
+    }
+}
+
+/// Clients hitting an app through the router until stopped: half reuse keep-alive
+/// connections, half open a new connection per request. Bounded by a deadline.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<LoadReport>>,
+}
+
+impl Load {
+    /// `accept` says whether a 200's body is one the test expects from some release.
+    pub fn start(
+        env: &Env,
+        app: &str,
+        clients: usize,
+        deadline: Duration,
+        accept: fn(&str) -> bool,
+    ) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let host = format!("{app}.localhost");
+        let url = format!("http://{host}:{}/", env.http_port);
+        let until = Instant::now() + deadline;
+        let tasks = (0..clients)
+            .map(|i| {
+                let keep_alive = i % 2 == 0;
+                let mut builder = reqwest::Client::builder()
+                    .no_proxy()
+                    .resolve(&host, ([127, 0, 0, 1], env.http_port).into())
+                    .timeout(Duration::from_secs(30));
+                if !keep_alive {
+                    builder = builder.pool_max_idle_per_host(0);
+                }
+                let client = builder.build().expect("load client");
+                let (stop, url) = (stop.clone(), url.clone());
+                tokio::spawn(async move {
+                    let mut report = LoadReport {
+                        total: 0,
+                        failures: Vec::new(),
+                        latencies: Vec::new(),
+                    };
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < until
+                    {
+                        let started = Instant::now();
+                        let outcome = match client.get(&url).send().await {
+                            Ok(response) => {
+                                let status = response.status().as_u16();
+                                match response.text().await {
+                                    Ok(body) if status == 200 && accept(&body) => Ok(()),
+                                    Ok(body) => Err(format!("{status}: {}", body.trim())),
+                                    Err(error) => Err(format!("reading the body: {error}")),
+                                }
+                            }
+                            Err(error) => Err(format!("request: {error}")),
+                        };
+                        report.total += 1;
+                        match outcome {
+                            Ok(()) => report.latencies.push(started.elapsed()),
+                            Err(failure) => report.failures.push(failure),
+                        }
+                    }
+                    report
+                })
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    pub async fn stop(self) -> LoadReport {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut all = LoadReport {
+            total: 0,
+            failures: Vec::new(),
+            latencies: Vec::new(),
+        };
+        for task in self.tasks {
+            let report = task.await.expect("load task");
+            all.total += report.total;
+            all.failures.extend(report.failures);
+            all.latencies.extend(report.latencies);
+        }
+        all
+    }
+}
+
+/// Polls until `ready` holds or `timeout` passes; says which.
+pub async fn eventually<F: AsyncFn() -> bool>(timeout: Duration, ready: F) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ready().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// Labels of every container of an app: (id, release, role, running).
+pub fn containers_by_label(app: &str) -> Vec<(String, String, String, bool)> {
+    let label = format!("label=slipway.app={app}");
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &label,
+            "--format",
+            "{{.ID}} {{.Label \"slipway.release\"}} {{.Label \"slipway.role\"}} {{.State}}",
+        ])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            Some((
+                parts.next()?.to_owned(),
+                parts.next()?.to_owned(),
+                parts.next()?.to_owned(),
+                parts.next()? == "running",
+            ))
+        })
+        .collect()
+}
+
+impl Env {
+    /// Logs the CLI in with the admin token the server wrote on first start.
+    pub fn login(&self) {
+        let token = std::fs::read_to_string(self.data_dir().join("admin.token"))
+            .expect("admin.token written on first start");
+        self.slipway_ok(
+            &self.home(),
+            &["login", "--url", &self.api_url(), "--token", token.trim()],
+        );
+    }
+
+    /// Creates an app and a repository of `fixture` with the `platform` remote set.
+    pub fn app_with_repo(&self, prefix: &str, fixture: &str) -> (String, AppCleanup, PathBuf) {
+        let app = unique_app(prefix);
+        let cleanup = AppCleanup(app.clone());
+        self.slipway_ok(&self.home(), &["apps:create", &app]);
+        let repo = self.root.path().join(format!("repo-{app}"));
+        fixture_repo(self, fixture, &repo);
+        self.slipway_ok(&repo, &["git:remote", "-a", &app]);
+        (app, cleanup, repo)
+    }
+
+    /// `git push platform main`, which must succeed; returns what it printed.
+    pub fn push_ok(&self, repo: &Path) -> String {
+        let push = self.git(repo, &["push", "platform", "main"]);
+        let output = text(&push);
+        assert!(push.status.success(), "push failed:\n{output}");
+        output
+    }
+}

@@ -209,6 +209,7 @@ impl Builder {
             memory_bytes: Some(self.config.memory_bytes),
             nano_cpus: Some(self.config.nano_cpus),
             mounts,
+            ..ContainerSpec::default()
         }
     }
 

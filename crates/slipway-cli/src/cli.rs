@@ -103,6 +103,42 @@ pub enum ClientCommand {
         #[arg(value_name = "VERSION")]
         version: String,
     },
+    /// Show the app's recent log lines; with -t, keep printing new ones
+    Logs {
+        /// Keep printing new lines until interrupted
+        #[arg(short = 't', long)]
+        tail: bool,
+        /// How many recent lines to show (up to 10000)
+        #[arg(short = 'n', long = "num", value_name = "N", default_value_t = 100)]
+        num: usize,
+        /// Only lines from this source
+        #[arg(long, value_name = "SOURCE", value_parser = ["app", "router", "build", "platform"])]
+        source: Option<String>,
+        /// Only lines of this process type (`web`) or dyno (`web.1`)
+        #[arg(long, value_name = "PROCESS")]
+        process: Option<String>,
+    },
+    /// Run a one-off process with the app's current release and config
+    ///
+    /// Everything after `--` is the command: several words reach the process as they are,
+    /// one word is a shell command line (`slipway run 'rake db:migrate && echo done'`). Its
+    /// input and output are attached here, with a terminal when this is one, and slipway
+    /// exits with its exit status.
+    Run {
+        /// Start it in the background and return at once; it is removed when it exits
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Give it no terminal, even when this is one
+        #[arg(long)]
+        no_tty: bool,
+        #[arg(
+            value_name = "CMD",
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        command: Vec<String>,
+    },
     /// List builds, newest first
     Builds,
     /// Print a build's output
@@ -110,6 +146,38 @@ pub enum ClientCommand {
     BuildsOutput {
         #[arg(value_name = "ID", default_value = "latest")]
         id: String,
+    },
+    /// Roll back to an earlier release (by default the one before the current release)
+    #[command(name = "releases:rollback")]
+    ReleasesRollback {
+        #[arg(value_name = "VERSION")]
+        version: Option<String>,
+    },
+    /// Show the formation and the running processes
+    Ps,
+    /// Scale process types, like web=3 worker=1 (no release is cut)
+    #[command(name = "ps:scale")]
+    PsScale {
+        #[arg(value_name = "TYPE=N", required = true)]
+        changes: Vec<String>,
+    },
+    /// Change the memory of process types, like web=1G (no release is cut)
+    #[command(name = "ps:resize")]
+    PsResize {
+        #[arg(value_name = "TYPE=SIZE", required = true)]
+        changes: Vec<String>,
+    },
+    /// Restart processes one at a time: all of them, or one type
+    #[command(name = "ps:restart")]
+    PsRestart {
+        #[arg(value_name = "TYPE")]
+        process: Option<String>,
+    },
+    /// Stop every process of a type (scales it to 0)
+    #[command(name = "ps:stop")]
+    PsStop {
+        #[arg(value_name = "TYPE")]
+        process: String,
     },
 }
 
@@ -331,6 +399,38 @@ mod tests {
             let err = parse(&[command]).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument, "{command}");
         }
+    }
+
+    #[test]
+    fn logs_takes_heroku_style_flags() {
+        let cli = parse(&["logs"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            ClientCommand::Logs {
+                tail: false,
+                num: 100,
+                source: None,
+                process: None
+            }
+        ));
+        let args = "logs -t -n 5 --source router --process web";
+        let args: Vec<&str> = args.split(' ').collect();
+        assert!(matches!(
+            parse(&args).unwrap().command,
+            ClientCommand::Logs { tail: true, num: 5, source: Some(s), process: Some(p) }
+                if s == "router" && p == "web"
+        ));
+        let cli = parse(&["logs", "--tail", "--num", "7"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            ClientCommand::Logs {
+                tail: true,
+                num: 7,
+                ..
+            }
+        ));
+        let err = parse(&["logs", "--source", "heroku"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidValue);
     }
 
     /// How the binary combines its own subcommands with the client's.

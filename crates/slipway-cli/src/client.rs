@@ -1,6 +1,10 @@
 //! A typed client for the REST API: one method per route, the JSON bodies of
 //! `slipway_types::api`, and errors that say what went wrong in the user's terms.
 
+mod logs;
+mod runs;
+mod sse;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -9,11 +13,14 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use slipway_types::api::{
-    AppInfo, BuildInfo, BuildOutput, ConfigChanged, ConfigPatch, CreateApp, ErrorBody, ReleaseInfo,
-    WhoAmI,
+    AppInfo, BuildInfo, BuildOutput, ConfigChanged, ConfigPatch, CreateApp, ErrorBody,
+    FormationPatch, FormationView, ReleaseInfo, RestartRequest, RollbackRequest, WhoAmI,
 };
 
 use crate::token::Token;
+
+pub use logs::LogsQuery;
+pub use runs::{RunOutput, RunReader, RunTerminal, RunWriter};
 
 /// Most calls answer at once; this only bounds a hung server.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -72,6 +79,17 @@ pub enum ClientError {
     },
     #[error("cannot set up the HTTP client: {0}")]
     Setup(#[source] reqwest::Error),
+    /// The WebSocket of an attached run failed to open or broke. `reason` is the WebSocket
+    /// library's message, which already holds its causes.
+    #[error("the connection to the slipway server at {url} for {path} failed: {reason}")]
+    WebSocket {
+        url: String,
+        path: String,
+        reason: String,
+    },
+    /// The server sent an attached run something the protocol does not allow.
+    #[error("the slipway server sent an unexpected frame for {path}: {reason}")]
+    Protocol { path: String, reason: String },
 }
 
 /// Talks to one Slipway server as one user. Cheap to clone: clones share connections.
@@ -213,6 +231,63 @@ impl Client {
             .await
     }
 
+    /// Rolls back to `version`, or to the release before the current one. Answers once the
+    /// new release is live or has failed.
+    pub async fn rollback(
+        &self,
+        app: &str,
+        version: Option<&str>,
+    ) -> Result<ReleaseInfo, ClientError> {
+        let request = RollbackRequest {
+            version: version.map(str::to_owned),
+        };
+        self.call_with(
+            Method::POST,
+            &["v1", "apps", app, "releases", "rollback"],
+            &request,
+            CONFIG_TIMEOUT,
+        )
+        .await
+    }
+
+    pub async fn formation(&self, app: &str) -> Result<FormationView, ClientError> {
+        self.call(Method::GET, &["v1", "apps", app, "formation"])
+            .await
+    }
+
+    /// Scales and resizes; answers once the processes match.
+    pub async fn update_formation(
+        &self,
+        app: &str,
+        patch: &FormationPatch,
+    ) -> Result<FormationView, ClientError> {
+        self.call_with(
+            Method::PATCH,
+            &["v1", "apps", app, "formation"],
+            patch,
+            CONFIG_TIMEOUT,
+        )
+        .await
+    }
+
+    /// Replaces the processes (of one type, or all) one at a time.
+    pub async fn restart(
+        &self,
+        app: &str,
+        process: Option<&str>,
+    ) -> Result<FormationView, ClientError> {
+        let request = RestartRequest {
+            process: process.map(str::to_owned),
+        };
+        self.call_with(
+            Method::POST,
+            &["v1", "apps", app, "formation", "restart"],
+            &request,
+            CONFIG_TIMEOUT,
+        )
+        .await
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -272,19 +347,7 @@ impl Client {
         if status.is_success() {
             return Ok(bytes);
         }
-        Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(ErrorBody { error }) => ClientError::Api {
-                status,
-                code: error.code,
-                message: error.message,
-            },
-            Err(_) => ClientError::UnexpectedStatus {
-                status,
-                method,
-                path,
-                body: quote_body(&bytes),
-            },
-        })
+        Err(refusal(status, method, path, &bytes))
     }
 
     fn transport_error(
@@ -323,6 +386,23 @@ impl Client {
             .pop_if_empty()
             .extend(segments);
         url
+    }
+}
+
+/// A failure status as an error: `Api` when the server sent its error body.
+fn refusal(status: StatusCode, method: Method, path: String, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(ErrorBody { error }) => ClientError::Api {
+            status,
+            code: error.code,
+            message: error.message,
+        },
+        Err(_) => ClientError::UnexpectedStatus {
+            status,
+            method,
+            path,
+            body: quote_body(bytes),
+        },
     }
 }
 

@@ -4,9 +4,13 @@ mod apps;
 mod auth;
 mod builds;
 mod config;
+mod logs;
+mod ps;
 mod releases;
+mod run;
 
 use crate::cli::{ClientCommand, Session};
+use crate::client::LogsQuery;
 
 pub(crate) async fn dispatch(
     session: &mut Session<'_>,
@@ -27,7 +31,34 @@ pub(crate) async fn dispatch(
         ClientCommand::ConfigUnset { keys } => config::unset(session, &keys).await,
         ClientCommand::Releases => releases::list(session).await,
         ClientCommand::ReleasesInfo { version } => releases::info(session, &version).await,
+        ClientCommand::Logs {
+            tail,
+            num,
+            source,
+            process,
+        } => {
+            let query = LogsQuery {
+                lines: Some(num),
+                tail,
+                source,
+                process,
+            };
+            logs::show(session, &query).await
+        }
+        ClientCommand::Run {
+            detach,
+            no_tty,
+            command,
+        } => run::run(session, &command, detach, no_tty).await,
         ClientCommand::Builds => builds::list(session).await,
         ClientCommand::BuildsOutput { id } => builds::output(session, &id).await,
+        ClientCommand::ReleasesRollback { version } => {
+            releases::rollback(session, version.as_deref()).await
+        }
+        ClientCommand::Ps => ps::show(session).await,
+        ClientCommand::PsScale { changes } => ps::scale(session, &changes).await,
+        ClientCommand::PsResize { changes } => ps::resize(session, &changes).await,
+        ClientCommand::PsRestart { process } => ps::restart(session, process.as_deref()).await,
+        ClientCommand::PsStop { process } => ps::stop(session, &process).await,
     }
 }

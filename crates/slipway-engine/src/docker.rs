@@ -15,11 +15,11 @@ use bollard::models::{
     Mount as DockerMount, MountType, NetworkCreateRequest, NetworkingConfig, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CommitContainerOptions, CreateContainerOptions, CreateImageOptions,
+    AttachContainerOptions, CommitContainerOptions, CreateContainerOptions, CreateImageOptions,
     DownloadFromContainerOptions, InspectContainerOptions, InspectNetworkOptions,
     ListContainersOptions, ListImagesOptions, LogsOptions, RemoveContainerOptions,
-    RemoveImageOptions, RemoveVolumeOptions, StartContainerOptions, StopContainerOptions,
-    UploadToContainerOptions, WaitContainerOptions,
+    RemoveImageOptions, RemoveVolumeOptions, ResizeContainerTTYOptions, StartContainerOptions,
+    StopContainerOptions, UploadToContainerOptions, WaitContainerOptions,
 };
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
@@ -27,7 +27,7 @@ use slipway_types::{ContainerSpec, MountSource};
 use tokio_util::io::ReaderStream;
 
 use crate::{
-    ContainerEngine, ContainerId, ContainerState, EngineError, ImageConfig, OutputChunk,
+    Attached, ContainerEngine, ContainerId, ContainerState, EngineError, ImageConfig, OutputChunk,
     OutputStream, Result,
 };
 
@@ -38,6 +38,11 @@ const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// importing or committing a stack image of a few hundred megabytes; streamed bodies (logs,
 /// wait) are not bound by it once the headers arrive.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Docker reads a detach sequence from a TTY's input, `ctrl-p,ctrl-q` by default, which
+/// shells use for their history. An attached run must not detach, so the sequence is one
+/// nobody types.
+const DETACH_KEYS: &str = "ctrl-],ctrl-],ctrl-],ctrl-]";
 
 /// Extra time a stop request may take beyond its grace period (the kill and clean-up).
 const STOP_SLACK: Duration = Duration::from_secs(60);
@@ -325,24 +330,47 @@ impl ContainerEngine for DockerEngine {
         let id = id.to_owned();
         self.docker
             .logs(&id, Some(options))
-            .filter_map(move |item| {
-                let chunk = match item {
-                    Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
-                        Some(Ok(OutputChunk {
-                            stream: OutputStream::Stdout,
-                            bytes: message,
-                        }))
-                    }
-                    Ok(LogOutput::StdErr { message }) => Some(Ok(OutputChunk {
-                        stream: OutputStream::Stderr,
-                        bytes: message,
-                    })),
-                    Ok(LogOutput::StdIn { .. }) => None,
-                    Err(error) => Some(Err(engine.error("container", &id, error))),
-                };
-                std::future::ready(chunk)
-            })
+            .filter_map(move |item| std::future::ready(output_chunk(item, &engine, &id)))
             .boxed()
+    }
+
+    /// Bollard tells a raw (TTY) stream from Docker's multiplexed one by its first byte, so
+    /// TTY output whose read starts with byte 0, 1 or 2 is misread as a frame header.
+    async fn attach(&self, id: &str) -> Result<Attached> {
+        let options = AttachContainerOptions {
+            detach_keys: Some(DETACH_KEYS.to_owned()),
+            logs: false,
+            stream: true,
+            stdin: true,
+            stdout: true,
+            stderr: true,
+        };
+        let attached = self
+            .docker
+            .attach_container(id, Some(options))
+            .await
+            .map_err(|error| self.error("container", id, error))?;
+        let engine = self.clone();
+        let id = id.to_owned();
+        let output = attached
+            .output
+            .filter_map(move |item| std::future::ready(output_chunk(item, &engine, &id)))
+            .boxed();
+        Ok(Attached {
+            output,
+            input: attached.input,
+        })
+    }
+
+    async fn resize_tty(&self, id: &str, rows: u16, cols: u16) -> Result<()> {
+        let options = ResizeContainerTTYOptions {
+            h: i32::from(rows),
+            w: i32::from(cols),
+        };
+        self.docker
+            .resize_container_tty(id, options)
+            .await
+            .map_err(|error| self.error("container", id, error))
     }
 
     async fn wait(&self, id: &str) -> Result<i64> {
@@ -461,6 +489,28 @@ impl ContainerEngine for DockerEngine {
     }
 }
 
+/// Our chunk for one piece of Docker output; a TTY's raw output counts as stdout.
+fn output_chunk(
+    item: Result<LogOutput, DockerError>,
+    engine: &DockerEngine,
+    id: &str,
+) -> Option<Result<OutputChunk>> {
+    match item {
+        Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+            Some(Ok(OutputChunk {
+                stream: OutputStream::Stdout,
+                bytes: message,
+            }))
+        }
+        Ok(LogOutput::StdErr { message }) => Some(Ok(OutputChunk {
+            stream: OutputStream::Stderr,
+            bytes: message,
+        })),
+        Ok(LogOutput::StdIn { .. }) => None,
+        Err(error) => Some(Err(engine.error("container", id, error))),
+    }
+}
+
 /// Splits `repo:tag` (a registry port such as `host:5000/repo` is part of the repository);
 /// a reference without a tag means `latest`, as in Docker.
 pub(crate) fn split_reference(reference: &str) -> (&str, &str) {
@@ -520,6 +570,10 @@ fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody> {
         labels: Some(to_hash_map(&spec.labels)),
         user: spec.user.clone(),
         working_dir: spec.working_dir.clone(),
+        tty: Some(spec.tty),
+        open_stdin: Some(spec.stdin_open),
+        // Without a TTY, the attached client closing its input is end of file for the process.
+        stdin_once: Some(spec.stdin_open),
         host_config: Some(host_config),
         networking_config,
         ..Default::default()

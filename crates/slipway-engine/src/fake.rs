@@ -5,18 +5,20 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use slipway_types::{ContainerSpec, MountSource};
-use tokio::sync::watch;
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, watch};
 
 use crate::docker::split_reference;
 use crate::{
-    ContainerEngine, ContainerId, ContainerState, EngineError, ImageConfig, OutputChunk, Result,
+    Attached, ContainerEngine, ContainerId, ContainerState, EngineError, ImageConfig, OutputChunk,
+    OutputStream, Result,
 };
 
 /// The network a container without one joins, as Docker's default bridge.
@@ -27,6 +29,9 @@ const STOPPED_EXIT_CODE: i64 = 143;
 
 /// Exit code of a process ended by SIGKILL, as when a running container is removed.
 const KILLED_EXIT_CODE: i64 = 137;
+
+/// How many bytes written to an attached container's stdin wait for it to echo them.
+const STDIN_BUFFER: usize = 64 * 1024;
 
 /// One call made to the fake, with its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +83,14 @@ pub enum Call {
     Output {
         id: String,
     },
+    Attach {
+        id: String,
+    },
+    ResizeTty {
+        id: String,
+        rows: u16,
+        cols: u16,
+    },
     Wait {
         id: String,
     },
@@ -103,10 +116,12 @@ pub enum Call {
 
 /// In-memory engine. Containers without a script run until stopped, removed or given an exit
 /// code with [`FakeEngine::set_exit_code`]; scripted ones print their chunks and exit as soon
-/// as they start. Addresses are `10.<network>.x.y` and are never dialled.
+/// as they start. An attached container behaves like `cat`: it echoes its stdin to stdout and
+/// exits with 0 when stdin closes. Addresses are `10.<network>.x.y` and are never dialled.
 #[derive(Debug)]
 pub struct FakeEngine {
-    state: Mutex<State>,
+    /// Shared with the tasks that echo attached containers' stdin.
+    state: Arc<Mutex<State>>,
 }
 
 impl Default for FakeEngine {
@@ -158,6 +173,8 @@ struct Container {
     uploads: BTreeMap<String, Bytes>,
     /// `Some(exit code)` once the current run has ended.
     exit: watch::Sender<Option<i64>>,
+    /// The output streams of attached clients, until the container exits.
+    attached: Vec<mpsc::UnboundedSender<Result<OutputChunk>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +188,16 @@ impl Container {
     fn exit_with(&mut self, code: i64) {
         self.status = Status::Exited(code);
         self.exit.send_replace(Some(code));
+        self.attached.clear();
+    }
+
+    /// Sends the current output to attached clients, as a started process prints it.
+    fn print_to_attached(&self) {
+        for client in &self.attached {
+            for chunk in &self.output {
+                client.send(Ok(chunk.clone())).ok();
+            }
+        }
     }
 
     fn state(&self) -> ContainerState {
@@ -235,7 +262,7 @@ impl FakeEngine {
         let mut state = State::default();
         state.ensure_network(DEFAULT_NETWORK);
         Self {
-            state: Mutex::new(state),
+            state: Arc::new(Mutex::new(state)),
         }
     }
 
@@ -306,8 +333,53 @@ impl FakeEngine {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        // A panicking test must not hide the fake's state from the assertions after it.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panicking test must not hide the fake's state from the assertions after it.
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Echoes an attached container's stdin to its output until stdin closes, then ends the
+/// container with 0 as `cat` would (at its start if it has not started yet). Stops early
+/// when the container exits or is removed.
+async fn echo_stdin(
+    state: Arc<Mutex<State>>,
+    id: ContainerId,
+    mut stdin: tokio::io::DuplexStream,
+    output: mpsc::UnboundedSender<Result<OutputChunk>>,
+    mut exit: watch::Receiver<Option<i64>>,
+) {
+    let mut buffer = vec![0; STDIN_BUFFER];
+    loop {
+        tokio::select! {
+            read = stdin.read(&mut buffer) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let chunk = OutputChunk {
+                        stream: OutputStream::Stdout,
+                        bytes: Bytes::copy_from_slice(&buffer[..n]),
+                    };
+                    output.send(Ok(chunk)).ok();
+                }
+            },
+            _ = exit.wait_for(Option::is_some) => return,
+        }
+    }
+    let mut state = lock(&state);
+    let status = state.containers.get(&id).map(|container| container.status);
+    match status {
+        Some(Status::Running) => {
+            if let Some(container) = state.containers.get_mut(&id) {
+                container.exit_with(0);
+            }
+        }
+        Some(Status::Created) => {
+            state.pending_exits.insert(id, 0);
+        }
+        Some(Status::Exited(_)) | None => {}
     }
 }
 
@@ -485,6 +557,7 @@ impl ContainerEngine for FakeEngine {
             output: Vec::new(),
             uploads: BTreeMap::new(),
             exit: watch::Sender::new(None),
+            attached: Vec::new(),
         };
         state.containers.insert(id.clone(), container);
         Ok(id)
@@ -548,6 +621,7 @@ impl ContainerEngine for FakeEngine {
         match (script, pending_exit) {
             (Some(script), pending_exit) => {
                 container.output = script.chunks;
+                container.print_to_attached();
                 container.exit_with(pending_exit.unwrap_or(script.exit_code));
             }
             (None, Some(code)) => {
@@ -578,6 +652,48 @@ impl ContainerEngine for FakeEngine {
         })
         .filter_map(|()| std::future::ready(None));
         chunks.chain(until_exit).boxed()
+    }
+
+    async fn attach(&self, id: &str) -> Result<Attached> {
+        let (client, mut output) = mpsc::unbounded_channel();
+        let (input, stdin) = tokio::io::duplex(STDIN_BUFFER);
+        let (container_id, exit) = {
+            let mut state = self.state();
+            state.record(Call::Attach { id: id.to_owned() });
+            let container = state.container(id)?;
+            // An exited container's output has ended; a client attaching now gets nothing.
+            if !matches!(container.status, Status::Exited(_)) {
+                container.attached.push(client.clone());
+            }
+            (container.id.clone(), container.exit.subscribe())
+        };
+        tokio::spawn(echo_stdin(
+            Arc::clone(&self.state),
+            container_id,
+            stdin,
+            client,
+            exit,
+        ));
+        Ok(Attached {
+            output: stream::poll_fn(move |cx| output.poll_recv(cx)).boxed(),
+            input: Box::pin(input),
+        })
+    }
+
+    async fn resize_tty(&self, id: &str, rows: u16, cols: u16) -> Result<()> {
+        let mut state = self.state();
+        state.record(Call::ResizeTty {
+            id: id.to_owned(),
+            rows,
+            cols,
+        });
+        let container = state.container(id)?;
+        if container.status != Status::Running {
+            return Err(EngineError::Engine(format!(
+                "container `{id}` is not running: cannot resize its terminal"
+            )));
+        }
+        Ok(())
     }
 
     async fn wait(&self, id: &str) -> Result<i64> {
@@ -860,6 +976,61 @@ mod tests {
             engine.list_images("slipway/hello").await.expect("lists"),
             ["slipway/hello:1.0.0", "slipway/hello:1.0.1"]
         );
+    }
+
+    #[tokio::test]
+    async fn attached_container_echoes_stdin_and_exits_when_it_closes() {
+        use tokio::io::AsyncWriteExt;
+
+        let engine = FakeEngine::new();
+        engine.add_image("app:1");
+        let id = engine
+            .create_container(&spec("run-1", "app:1"))
+            .await
+            .expect("creates");
+        let mut attached = engine.attach(&id).await.expect("attaches");
+        engine.start(&id).await.expect("starts");
+        engine.resize_tty(&id, 24, 80).await.expect("resizes");
+
+        attached.input.write_all(b"hello\n").await.expect("writes");
+        let echoed = attached.output.next().await.expect("a chunk");
+        assert_eq!(echoed.expect("output"), stdout("hello\n"));
+        attached.input.shutdown().await.expect("closes stdin");
+        assert!(
+            attached.output.next().await.is_none(),
+            "output ends at exit"
+        );
+        assert_eq!(engine.wait(&id).await.expect("waits"), 0);
+        assert!(engine.calls().contains(&Call::ResizeTty {
+            id: id.clone(),
+            rows: 24,
+            cols: 80
+        }));
+        assert!(engine.resize_tty(&id, 24, 80).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn attached_client_gets_a_scripted_container_output_from_its_start() {
+        let engine = FakeEngine::new();
+        engine.add_image("app:1");
+        engine.script_output("app:1", vec![stdout("one\n"), stdout("two\n")], 7);
+        let id = engine
+            .create_container(&spec("run-2", "app:1"))
+            .await
+            .expect("creates");
+        let attached = engine.attach(&id).await.expect("attaches");
+        engine.start(&id).await.expect("starts");
+
+        let output: Vec<OutputChunk> = attached.output.try_collect().await.expect("output");
+        assert_eq!(output, [stdout("one\n"), stdout("two\n")]);
+        assert_eq!(engine.wait(&id).await.expect("waits"), 7);
+
+        let late = engine
+            .attach(&id)
+            .await
+            .expect("attaches to the exited one");
+        let output: Vec<OutputChunk> = late.output.try_collect().await.expect("output");
+        assert!(output.is_empty());
     }
 
     #[test]

@@ -7,12 +7,14 @@ mod fake;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
+use std::pin::Pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use slipway_types::ContainerSpec;
+use tokio::io::AsyncWrite;
 
 pub use docker::DockerEngine;
 #[cfg(any(test, feature = "fake"))]
@@ -67,6 +69,22 @@ pub struct ContainerState {
     pub addresses: BTreeMap<String, IpAddr>,
     /// RFC 3339 start time as the engine reports it; changes when the container restarts.
     pub started_at: Option<String>,
+}
+
+/// A client attached to a container's standard streams.
+pub struct Attached {
+    /// What the process prints, until it exits. With a TTY everything is one raw `Stdout`
+    /// stream, as a terminal shows it.
+    pub output: BoxStream<'static, Result<OutputChunk>>,
+    /// The process's stdin (for a container created with `stdin_open`); shutting it down is
+    /// end of file for the process.
+    pub input: Pin<Box<dyn AsyncWrite + Send>>,
+}
+
+impl std::fmt::Debug for Attached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attached").finish_non_exhaustive()
+    }
 }
 
 /// How a committed image runs by default.
@@ -132,6 +150,13 @@ pub trait ContainerEngine: Send + Sync + 'static {
     /// `since` (unix seconds) only what it printed from then on, so a follower that restarts
     /// does not replay old lines.
     fn output(&self, id: &str, since: Option<i64>) -> BoxStream<'static, Result<OutputChunk>>;
+
+    /// Attaches to a container's stdin, stdout and stderr. Attach to a created container
+    /// before starting it, so no output is lost.
+    async fn attach(&self, id: &str) -> Result<Attached>;
+
+    /// Tells a TTY container's terminal its size (after start), as a terminal window resize.
+    async fn resize_tty(&self, id: &str, rows: u16, cols: u16) -> Result<()>;
 
     /// Waits for the container to exit and returns its exit code.
     async fn wait(&self, id: &str) -> Result<i64>;

@@ -6,6 +6,7 @@
 //! not apply (no backend was picked) are left empty, as Heroku does.
 
 use std::fmt::{self, Write as _};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::Method;
@@ -14,8 +15,29 @@ use slipway_types::AppName;
 /// The tracing target of router log lines, so subscribers can send them to the app's log.
 pub const LOG_TARGET: &str = "slipway::router";
 
+/// Receives every log line of a request to a known app, with the app, so the control plane
+/// can keep it in that app's log without parsing tracing output. It runs on the request path
+/// when the response ends: it should hand the line off, not do I/O.
+#[derive(Clone)]
+pub struct AccessLogSink(Arc<SinkFn>);
+
+type SinkFn = dyn Fn(&AppName, String) + Send + Sync;
+
+impl AccessLogSink {
+    pub fn new(sink: impl Fn(&AppName, String) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(sink))
+    }
+}
+
+impl fmt::Debug for AccessLogSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessLogSink")
+    }
+}
+
 pub(crate) struct AccessLog {
     pub(crate) app: Option<AppName>,
+    sink: Option<AccessLogSink>,
     method: Method,
     path: String,
     host: String,
@@ -36,9 +58,11 @@ impl AccessLog {
         host: String,
         request_id: String,
         fwd: String,
+        sink: Option<AccessLogSink>,
     ) -> Self {
         Self {
             app: None,
+            sink,
             method,
             path,
             host,
@@ -59,8 +83,11 @@ impl AccessLog {
                 .saturating_sub(self.connect.unwrap_or_default())
         });
         let line = self.line(service, bytes);
-        let app = self.app.as_ref().map_or("", AppName::as_str);
-        tracing::info!(target: LOG_TARGET, app, status = self.status, "{line}");
+        let app_name = self.app.as_ref().map_or("", AppName::as_str);
+        tracing::info!(target: LOG_TARGET, app = app_name, status = self.status, "{line}");
+        if let (Some(sink), Some(app)) = (&self.sink, &self.app) {
+            (sink.0)(app, line);
+        }
     }
 
     fn line(&self, service: Option<Duration>, bytes: u64) -> String {
@@ -141,6 +168,7 @@ mod tests {
             "demo.example.com".to_owned(),
             "0190a2b4-7c2e-7def-8abc-0123456789ab".to_owned(),
             "10.0.0.1, 127.0.0.1".to_owned(),
+            None,
         )
     }
 
@@ -180,6 +208,7 @@ mod tests {
             "evil.com status=200".to_owned(),
             "id".to_owned(),
             "1.2.3.4".to_owned(),
+            None,
         );
         assert!(log.line(None, 0).contains(" host=evil.com_status_200 "));
     }

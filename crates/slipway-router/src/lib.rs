@@ -11,5 +11,5 @@ mod router;
 mod server;
 mod table;
 
-pub use access_log::LOG_TARGET;
+pub use access_log::{AccessLogSink, LOG_TARGET};
 pub use router::{Router, RouterConfig};

@@ -55,6 +55,7 @@ impl Router {
             log_host,
             String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
             forwarded_for.clone(),
+            self.config.access_log.clone(),
         );
 
         let outcome = match target {
@@ -110,9 +111,10 @@ impl Router {
         let deadline = tokio::time::Instant::now() + self.config.request_timeout;
         let mut failed = None;
         loop {
-            let (backend, in_flight) = site.pick(failed).ok_or_else(|| ProxyError::NoBackends {
-                app: site.app.clone(),
-            })?;
+            let (backend, in_flight, client) =
+                site.pick(failed).ok_or_else(|| ProxyError::NoBackends {
+                    app: site.app.clone(),
+                })?;
             let addr = backend.addr;
             log.dyno = Some(backend.dyno.clone());
 
@@ -131,36 +133,35 @@ impl Router {
 
             let sent_at = Instant::now();
             log.sent_at = Some(sent_at);
-            let response =
-                match tokio::time::timeout_at(deadline, self.client.request(upstream)).await {
-                    Ok(Ok(response)) => response,
-                    Ok(Err(source)) => {
-                        let err = ProxyError::from_client(addr, source);
-                        if matches!(err, ProxyError::Connect { .. }) {
-                            site.connect_failed(addr);
-                        }
-                        if replayable
-                            && failed.is_none()
-                            && err.retry_safe()
-                            && site.backend_count() > 1
-                        {
-                            tracing::warn!(
-                                app = %site.app,
-                                error = %err.chain(),
-                                "retrying on another backend"
-                            );
-                            failed = Some(addr);
-                            continue;
-                        }
-                        return Err(err);
+            let response = match tokio::time::timeout_at(deadline, client.request(upstream)).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(source)) => {
+                    let err = ProxyError::from_client(addr, source);
+                    if matches!(err, ProxyError::Connect { .. }) {
+                        site.connect_failed(addr);
                     }
-                    Err(_elapsed) => {
-                        return Err(ProxyError::Timeout {
-                            addr,
-                            timeout: self.config.request_timeout,
-                        });
+                    if replayable
+                        && failed.is_none()
+                        && err.retry_safe()
+                        && site.backend_count() > 1
+                    {
+                        tracing::warn!(
+                            app = %site.app,
+                            error = %err.chain(),
+                            "retrying on another backend"
+                        );
+                        failed = Some(addr);
+                        continue;
                     }
-                };
+                    return Err(err);
+                }
+                Err(_elapsed) => {
+                    return Err(ProxyError::Timeout {
+                        addr,
+                        timeout: self.config.request_timeout,
+                    });
+                }
+            };
             log.connect = response
                 .extensions()
                 .get::<ConnectTiming>()

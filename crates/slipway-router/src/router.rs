@@ -13,6 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use slipway_types::RouteSnapshot;
 
+use crate::access_log::AccessLogSink;
 use crate::connector::TimedConnector;
 use crate::table::{Counters, RouteTable};
 
@@ -29,6 +30,8 @@ pub struct RouterConfig {
     pub connect_timeout: Duration,
     /// The public port clients connected to, told to apps as `X-Forwarded-Port`.
     pub listen_port: u16,
+    /// Also gets each request's log line, besides tracing, when the request reached a known app.
+    pub access_log: Option<AccessLogSink>,
 }
 
 /// Heroku's limits (30 s to answer, 5 s to connect) behind the standard HTTP port.
@@ -38,6 +41,7 @@ impl Default for RouterConfig {
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             listen_port: 80,
+            access_log: None,
         }
     }
 }
@@ -52,21 +56,18 @@ pub struct Router {
     pub(crate) config: RouterConfig,
     pub(crate) table: ArcSwap<RouteTable>,
     counters: Mutex<Counters>,
-    pub(crate) client: Client<TimedConnector, UpstreamBody>,
 }
+
+/// A connection pool to one backend instance.
+pub(crate) type UpstreamClient = Client<TimedConnector, UpstreamBody>;
 
 impl Router {
     /// A router with an empty route table: every host gets 404 until the first update.
     pub fn new(config: RouterConfig) -> Arc<Router> {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(TimedConnector::new(config.connect_timeout));
         Arc::new(Router {
             config,
             table: ArcSwap::from_pointee(RouteTable::default()),
             counters: Mutex::new(Counters::default()),
-            client,
         })
     }
 
@@ -75,7 +76,14 @@ impl Router {
     /// and draining are not reset by an unrelated change.
     pub fn update(&self, snapshot: &RouteSnapshot) {
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        let table = RouteTable::build(snapshot, &mut counters);
+        let connect_timeout = self.config.connect_timeout;
+        let new_client = move || {
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .build(TimedConnector::new(connect_timeout))
+        };
+        let table = RouteTable::build(snapshot, &mut counters, &new_client);
         self.table.store(Arc::new(table));
     }
 

@@ -1,9 +1,12 @@
 //! The route table built from a [`RouteSnapshot`]: hostname → site, each site with its backends
 //! and their in-flight counters.
 //!
-//! Counters are keyed by backend address and shared between successive tables, so a backend that
-//! survives a route update keeps counting the requests it is already serving, and a backend that
-//! was removed can still be watched until its last request finishes (draining).
+//! Each backend instance (address and container id) has an [`Upstream`]: its in-flight counter
+//! and its own connection pool, shared between successive tables. A backend that survives a
+//! route update keeps counting the requests it is already serving, a backend that was removed
+//! can still be watched until its last request finishes (draining), and once nothing refers to
+//! it its pool is dropped, so a new container that reuses the address starts with fresh
+//! connections.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,6 +15,8 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use slipway_types::{AppName, Backend, RouteSnapshot};
+
+use crate::router::UpstreamClient;
 
 /// How long a backend that refused or timed out a connection is passed over. Until the control
 /// plane's health check removes it, this keeps every other request from paying for a failed
@@ -25,7 +30,11 @@ pub(crate) struct RouteTable {
 
 impl RouteTable {
     /// Builds the table for `snapshot`, reusing the counters of backends already known.
-    pub(crate) fn build(snapshot: &RouteSnapshot, counters: &mut Counters) -> Self {
+    pub(crate) fn build(
+        snapshot: &RouteSnapshot,
+        counters: &mut Counters,
+        new_client: &dyn Fn() -> UpstreamClient,
+    ) -> Self {
         let mut sites = HashMap::new();
         for routes in &snapshot.sites {
             let site = Arc::new(Site {
@@ -35,7 +44,7 @@ impl RouteTable {
                     .iter()
                     .map(|backend| Slot {
                         backend: backend.clone(),
-                        in_flight: counters.counter(backend.addr),
+                        upstream: counters.upstream(backend, new_client),
                         avoid_until: AtomicU64::new(0),
                     })
                     .collect(),
@@ -75,9 +84,15 @@ pub(crate) struct Site {
 
 struct Slot {
     backend: Backend,
-    in_flight: Arc<AtomicUsize>,
+    upstream: Arc<Upstream>,
     /// Milliseconds after [`Site::created`] until which this backend is passed over.
     avoid_until: AtomicU64,
+}
+
+/// One backend instance's shared state: its requests in flight and its connection pool.
+pub(crate) struct Upstream {
+    in_flight: AtomicUsize,
+    client: UpstreamClient,
 }
 
 impl Site {
@@ -88,7 +103,12 @@ impl Site {
     /// Picks the backend with the fewest outstanding requests, never `skip`, and a recently
     /// failed one only when every other is too. Equal loads are taken in turn: the scan starts
     /// one slot further on each call and only a strictly better slot displaces the first one.
-    pub(crate) fn pick(&self, skip: Option<SocketAddr>) -> Option<(&Backend, InFlight)> {
+    /// The backend with the fewest requests in flight (ties in turn), a guard counting the
+    /// new request, and the backend's own client.
+    pub(crate) fn pick(
+        &self,
+        skip: Option<SocketAddr>,
+    ) -> Option<(&Backend, InFlight, UpstreamClient)> {
         let count = self.backends.len();
         if count == 0 {
             return None;
@@ -102,12 +122,18 @@ impl Site {
                 continue;
             }
             let avoided = slot.avoid_until.load(Ordering::Relaxed) > now;
-            let rank = (avoided, slot.in_flight.load(Ordering::Relaxed));
+            let rank = (avoided, slot.upstream.in_flight.load(Ordering::Relaxed));
             if best.is_none_or(|(_, best_rank)| rank < best_rank) {
                 best = Some((slot, rank));
             }
         }
-        best.map(|(slot, _)| (&slot.backend, InFlight::start(&slot.in_flight)))
+        best.map(|(slot, _)| {
+            (
+                &slot.backend,
+                InFlight::start(&slot.upstream),
+                slot.upstream.client.clone(),
+            )
+        })
     }
 
     /// Passes `addr` over for a while after a connection to it failed.
@@ -130,18 +156,18 @@ impl Site {
 }
 
 /// Counts one request against a backend for as long as it lives.
-pub(crate) struct InFlight(Arc<AtomicUsize>);
+pub(crate) struct InFlight(Arc<Upstream>);
 
 impl InFlight {
-    fn start(counter: &Arc<AtomicUsize>) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::clone(counter))
+    fn start(upstream: &Arc<Upstream>) -> Self {
+        upstream.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(upstream))
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -149,28 +175,40 @@ impl Drop for InFlight {
 /// counter disappear on its own once neither needs it.
 #[derive(Default)]
 pub(crate) struct Counters {
-    by_addr: HashMap<SocketAddr, Weak<AtomicUsize>>,
+    by_backend: HashMap<(SocketAddr, String), Weak<Upstream>>,
 }
 
 impl Counters {
-    fn counter(&mut self, addr: SocketAddr) -> Arc<AtomicUsize> {
-        if let Some(counter) = self.by_addr.get(&addr).and_then(Weak::upgrade) {
-            return counter;
+    fn upstream(
+        &mut self,
+        backend: &Backend,
+        new_client: &dyn Fn() -> UpstreamClient,
+    ) -> Arc<Upstream> {
+        let key = (backend.addr, backend.id.clone());
+        if let Some(upstream) = self.by_backend.get(&key).and_then(Weak::upgrade) {
+            return upstream;
         }
-        let counter = Arc::new(AtomicUsize::new(0));
-        self.by_addr.insert(addr, Arc::downgrade(&counter));
-        counter
+        let upstream = Arc::new(Upstream {
+            in_flight: AtomicUsize::new(0),
+            client: new_client(),
+        });
+        self.by_backend.insert(key, Arc::downgrade(&upstream));
+        upstream
     }
 
     fn prune(&mut self) {
-        self.by_addr.retain(|_, counter| counter.strong_count() > 0);
+        self.by_backend
+            .retain(|_, upstream| upstream.strong_count() > 0);
     }
 
+    /// Requests in flight to every backend instance at `addr`.
     pub(crate) fn in_flight(&self, addr: SocketAddr) -> usize {
-        self.by_addr
-            .get(&addr)
-            .and_then(Weak::upgrade)
-            .map_or(0, |counter| counter.load(Ordering::Relaxed))
+        self.by_backend
+            .iter()
+            .filter(|((backend_addr, _), _)| *backend_addr == addr)
+            .filter_map(|(_, upstream)| upstream.upgrade())
+            .map(|upstream| upstream.in_flight.load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -183,9 +221,16 @@ mod tests {
     fn backend(port: u16, dyno: &str) -> Backend {
         Backend {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            id: format!("container-{port}"),
             dyno: dyno.to_owned(),
             release: "v1.0.0".to_owned(),
         }
+    }
+
+    fn new_client() -> UpstreamClient {
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(
+            crate::connector::TimedConnector::new(Duration::from_secs(1)),
+        )
     }
 
     fn snapshot(backends: Vec<Backend>) -> RouteSnapshot {
@@ -204,6 +249,7 @@ mod tests {
         let table = RouteTable::build(
             &snapshot(vec![backend(1, "web.1"), backend(2, "web.2")]),
             &mut counters,
+            &new_client,
         );
         let site = table.site("demo.example.com").expect("site");
         let dynos: Vec<String> = (0..4)
@@ -218,16 +264,17 @@ mod tests {
         let table = RouteTable::build(
             &snapshot(vec![backend(1, "web.1"), backend(2, "web.2")]),
             &mut counters,
+            &new_client,
         );
         let site = table.site("demo.example.com").expect("site");
-        let (first, _held) = site.pick(None).expect("backend");
+        let (first, _held, _) = site.pick(None).expect("backend");
         let first = first.dyno.clone();
         for _ in 0..3 {
-            let (other, _) = site.pick(None).expect("backend");
+            let (other, _, _) = site.pick(None).expect("backend");
             assert_ne!(other.dyno, first);
         }
         let busy = backend(if first == "web.1" { 1 } else { 2 }, &first).addr;
-        let (other, _) = site.pick(Some(busy)).expect("backend");
+        let (other, _, _) = site.pick(Some(busy)).expect("backend");
         assert_ne!(other.addr, busy);
     }
 
@@ -237,6 +284,7 @@ mod tests {
         let table = RouteTable::build(
             &snapshot(vec![backend(1, "web.1"), backend(2, "web.2")]),
             &mut counters,
+            &new_client,
         );
         let site = table.site("demo.example.com").expect("site");
         site.connect_failed(backend(1, "web.1").addr);
@@ -246,27 +294,35 @@ mod tests {
 
         site.connect_failed(backend(2, "web.2").addr);
         assert!(site.pick(None).is_some(), "all failed: still try one");
-        let (only, _) = site.pick(Some(backend(1, "web.1").addr)).expect("backend");
+        let (only, _, _) = site.pick(Some(backend(1, "web.1").addr)).expect("backend");
         assert_eq!(only.dyno, "web.2");
     }
 
     #[test]
     fn counters_survive_updates_and_outlive_removed_backends() {
         let mut counters = Counters::default();
-        let old = RouteTable::build(&snapshot(vec![backend(1, "web.1")]), &mut counters);
-        let (kept, held) = old
+        let old = RouteTable::build(
+            &snapshot(vec![backend(1, "web.1")]),
+            &mut counters,
+            &new_client,
+        );
+        let (kept, held, _) = old
             .site("demo.example.com")
             .expect("site")
             .pick(None)
             .expect("backend");
         let addr = kept.addr;
 
-        let same = RouteTable::build(&snapshot(vec![backend(1, "web.1")]), &mut counters);
+        let same = RouteTable::build(
+            &snapshot(vec![backend(1, "web.1")]),
+            &mut counters,
+            &new_client,
+        );
         drop(old);
         assert_eq!(counters.in_flight(addr), 1);
 
         drop(same);
-        let _empty = RouteTable::build(&snapshot(vec![]), &mut counters);
+        let _empty = RouteTable::build(&snapshot(vec![]), &mut counters, &new_client);
         assert_eq!(counters.in_flight(addr), 1, "removed backend still drains");
         drop(held);
         assert_eq!(counters.in_flight(addr), 0);

@@ -13,7 +13,9 @@ use crate::auth::{Caller, TokenSigner};
 use crate::config::ServerConfig;
 use crate::deployer::Deployer;
 use crate::error::{ApiError, ApiResult};
+use crate::logs::LogHub;
 use crate::push::BuildQueue;
+use crate::runs::Runs;
 
 pub struct Platform {
     pub config: ServerConfig,
@@ -23,6 +25,8 @@ pub struct Platform {
     pub deployer: Deployer,
     pub signer: TokenSigner,
     pub builds: BuildQueue,
+    pub runs: Runs,
+    pub logs: Arc<LogHub>,
 }
 
 #[derive(Clone)]

@@ -74,6 +74,13 @@ impl TokenSigner {
     }
 }
 
+/// This installation's id: stable for a master key, so servers sharing a store (and its key)
+/// agree on which containers are theirs.
+pub fn instance_id(master_key: &[u8]) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, master_key);
+    hex::encode(&hmac::sign(&key, b"slipway instance id v1").as_ref()[..8])
+}
+
 /// Reads the master key, creating it (32 random bytes, hex, mode 0600) on first start.
 pub fn load_or_create_master_key(path: &Path) -> anyhow::Result<Vec<u8>> {
     match std::fs::read_to_string(path) {

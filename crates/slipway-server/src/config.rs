@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -43,6 +44,12 @@ pub struct ServerArgs {
     /// How many builds of different apps may run at once [default: 2]
     #[arg(long, env = "SLIPWAY_BUILD_CONCURRENCY")]
     pub build_concurrency: Option<usize>,
+    /// Log lines kept per app, in memory and on disk under <data-dir>/logs [default: 1500]
+    #[arg(long, env = "SLIPWAY_LOG_LINES")]
+    pub log_lines: Option<usize>,
+    /// How long a Procfile `release:` command may run, like `90s`, `30m` or `2h` [default: 30m]
+    #[arg(long, env = "SLIPWAY_RELEASE_TIMEOUT")]
+    pub release_timeout: Option<String>,
 }
 
 /// The same settings as they appear in the TOML file.
@@ -59,6 +66,8 @@ struct FileConfig {
     build_ca_bundle: Option<PathBuf>,
     master_key_file: Option<PathBuf>,
     build_concurrency: Option<usize>,
+    log_lines: Option<usize>,
+    release_timeout: Option<String>,
 }
 
 /// The validated configuration the server runs with.
@@ -73,6 +82,9 @@ pub struct ServerConfig {
     pub build_ca_bundle: Option<PathBuf>,
     pub master_key_file: PathBuf,
     pub build_concurrency: usize,
+    /// Lines of each app's log that `slipway logs` can show, kept across restarts.
+    pub log_lines: usize,
+    pub release_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +158,23 @@ impl ServerArgs {
                 message: format!("must be between 1 and 64, not {build_concurrency}"),
             });
         }
+        let release_timeout = match self.release_timeout.or(file.release_timeout) {
+            Some(text) => parse_duration(&text).ok_or_else(|| ConfigError::Invalid {
+                setting: "--release-timeout",
+                message: format!("`{text}` is not a duration from 1s to 24h: use a number with s, m or h, like 30m"),
+            })?,
+            None => Duration::from_secs(30 * 60),
+        };
+        let log_lines = self
+            .log_lines
+            .or(file.log_lines)
+            .unwrap_or(crate::logs::DEFAULT_KEEP_LINES);
+        if !(100..=1_000_000).contains(&log_lines) {
+            return Err(ConfigError::Invalid {
+                setting: "--log-lines",
+                message: format!("must be between 100 and 1000000, not {log_lines}"),
+            });
+        }
         let master_key_file = self
             .master_key_file
             .or(file.master_key_file)
@@ -168,6 +197,8 @@ impl ServerArgs {
             build_ca_bundle: build_ca_bundle.map(|p| absolute(&p)),
             master_key_file: absolute(&master_key_file),
             build_concurrency,
+            log_lines,
+            release_timeout,
             data_dir,
         })
     }
@@ -185,6 +216,25 @@ impl ServerConfig {
     pub fn api_url(&self) -> String {
         format!("http://{}", self.api_listen)
     }
+}
+
+/// `90s`, `30m`, `2h` or plain seconds, from 1 s to 24 h.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return None,
+    };
+    let seconds = digits.parse::<u64>().ok()?.checked_mul(scale)?;
+    (1..=24 * 3600)
+        .contains(&seconds)
+        .then(|| Duration::from_secs(seconds))
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -246,6 +296,36 @@ mod tests {
         assert_eq!(config.apps_domain, "localhost");
         assert_eq!(config.stack_image, "slipway/stack:trixie");
         assert_eq!(config.app_url("hello"), "http://hello.localhost");
+        assert_eq!(config.release_timeout, Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn release_timeout_takes_units() {
+        for (text, seconds) in [("90s", 90), ("30m", 1800), ("2h", 7200), ("45", 45)] {
+            let config = ServerArgs {
+                release_timeout: Some(text.into()),
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap();
+            assert_eq!(
+                config.release_timeout,
+                Duration::from_secs(seconds),
+                "{text}"
+            );
+        }
+        for bad in ["0s", "25h", "soon", "-5m", "5d"] {
+            let err = ServerArgs {
+                release_timeout: Some(bad.into()),
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap_err();
+            assert!(
+                err.to_string().starts_with("--release-timeout"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]
@@ -267,6 +347,33 @@ mod tests {
         assert_eq!(config.apps_domain, "from-flag.test");
         assert_eq!(config.http_listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.app_url("a1b"), "http://a1b.from-flag.test:8080");
+    }
+
+    #[test]
+    fn log_lines_come_from_flag_or_file_within_bounds() {
+        assert_eq!(ServerArgs::default().resolve().unwrap().log_lines, 1500);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("slipway.toml");
+        std::fs::write(&file, "log-lines = 5000\n").unwrap();
+        let from_file = ServerArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        assert_eq!(from_file.clone().resolve().unwrap().log_lines, 5000);
+        let flag = ServerArgs {
+            log_lines: Some(200),
+            ..from_file
+        };
+        assert_eq!(flag.resolve().unwrap().log_lines, 200);
+        for bad in [0, 99, 1_000_001] {
+            let err = ServerArgs {
+                log_lines: Some(bad),
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap_err();
+            assert!(err.to_string().starts_with("--log-lines"), "{bad}: {err}");
+        }
     }
 
     #[test]

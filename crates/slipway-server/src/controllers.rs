@@ -3,7 +3,10 @@
 pub mod apps;
 pub mod builds;
 pub mod config;
+pub mod formation;
 pub mod git;
 pub mod health;
+pub mod logs;
 pub mod releases;
+pub mod runs;
 pub mod whoami;

@@ -1,70 +1,75 @@
 //! Turns "this release should be running" into containers, and containers into routes.
 //!
-//! A deploy starts every process container of the new release beside the old ones, waits until
-//! each is healthy, swaps the router to the new web containers, then drains and stops the old
-//! ones. If any new container fails its check, every new container is removed and the old
-//! release keeps serving untouched.
+//! A deploy runs the release phase, then replaces each process type's containers one at a
+//! time (`rollout.rs`): start new, wait healthy (`health.rs`), put it in the router, take the
+//! old one out, drain it, stop it. If a new container fails, every new container is removed
+//! and the stopped old ones start again: the old release keeps serving. The store's current
+//! release changes only once the whole rollout has succeeded, so a server that dies mid-rollout
+//! comes back, reconciles (`reconcile.rs`) against the old release, and undoes the rest.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use futures_util::future::join_all;
-use slipway_engine::{ContainerEngine, ContainerState};
+use slipway_engine::ContainerEngine;
+
+use crate::logs::LogHub;
 use slipway_router::Router;
 use slipway_store::{App, Release, Store};
-use slipway_types::api::ReleaseStatus;
+use slipway_types::api::{ProcessInfo, ProcessState, ReleaseStatus};
 use slipway_types::{
     AppName, Backend, ContainerSpec, ProcessType, RouteSnapshot, SiteRoutes, labels,
 };
 use tokio::sync::{OwnedMutexGuard, mpsc};
 use tokio::time::Instant;
 
+mod health;
 mod reconcile;
+mod rollout;
 
 /// The port every web process listens on inside its container (`$PORT`).
 pub const WEB_PORT: u16 = 5000;
-/// A web process must accept TCP connections on `$PORT` within this long.
-const WEB_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
-/// Other processes must still be running after this long.
-const WORKER_SETTLE: Duration = Duration::from_secs(10);
-/// A web process must still be running this long after it first accepted a connection:
-/// servers like gunicorn bind `$PORT` before their workers load the app, and exit if it fails
-/// to load.
-const WEB_SETTLE: Duration = Duration::from_secs(2);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_MEMORY: i64 = 512 * 1024 * 1024;
+/// Images kept (besides the running one) for rollbacks: those of the newest releases, counting
+/// each image once, since config changes and rollbacks reuse their release's image.
+const KEEP_IMAGES: usize = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    /// A new container did not become healthy; the old release keeps serving.
+    /// The change did not go live; what was running keeps running.
     #[error("{0}")]
-    Unhealthy(String),
-    #[error(transparent)]
-    Engine(#[from] slipway_engine::EngineError),
+    Failed(String),
     #[error(transparent)]
     Store(#[from] slipway_store::StoreError),
 }
 
-/// One process container the deployer started.
-struct Started {
-    id: String,
-    process: ProcessType,
-    index: u32,
+pub struct DeployerConfig {
+    /// This installation's id, labelled on every container it runs.
+    pub instance: String,
+    /// Where process output and platform events go.
+    pub logs: Arc<LogHub>,
+    pub apps_domain: String,
+    /// How long a `release:` command may run.
+    pub release_timeout: Duration,
 }
 
 pub struct Deployer {
     engine: Arc<dyn ContainerEngine>,
     store: Store,
     router: Arc<Router>,
+    logs: Arc<LogHub>,
+    instance: String,
     apps_domain: String,
+    release_timeout: Duration,
+    /// Client for app.json HTTP checks: containers only, never a proxy.
+    http: reqwest::Client,
     locks: Mutex<HashMap<AppName, Arc<tokio::sync::Mutex<()>>>>,
     /// Healthy web backends per app; every app in the store has an entry.
     sites: Mutex<BTreeMap<AppName, Vec<Backend>>>,
-    /// Crash restarts by container name: attempts so far and when the next may happen.
+    /// Crash restarts by slot (`app/web.1`): attempts so far and when the next may happen.
     restarts: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
@@ -73,17 +78,112 @@ impl Deployer {
         engine: Arc<dyn ContainerEngine>,
         store: Store,
         router: Arc<Router>,
-        apps_domain: String,
-    ) -> Self {
-        Self {
+        config: DeployerConfig,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
             engine,
             store,
             router,
-            apps_domain,
+            logs: config.logs,
+            instance: config.instance,
+            apps_domain: config.apps_domain,
+            release_timeout: config.release_timeout,
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
             locks: Mutex::default(),
             sites: Mutex::default(),
             restarts: Mutex::default(),
+        })
+    }
+
+    /// Labels of everything this installation runs for an app.
+    pub fn app_labels(&self, app: &AppName) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (labels::APP.to_owned(), app.to_string()),
+            (labels::INSTANCE.to_owned(), self.instance.clone()),
+        ])
+    }
+
+    /// The app's containers (of one role) that this installation owns.
+    async fn app_containers(
+        &self,
+        app: &AppName,
+        role: Option<&str>,
+    ) -> Result<Vec<slipway_engine::ContainerState>, slipway_engine::EngineError> {
+        let mut filter = vec![
+            (labels::APP, app.as_str()),
+            (labels::INSTANCE, self.instance.as_str()),
+        ];
+        if let Some(role) = role {
+            filter.push((labels::ROLE, role));
         }
+        self.engine.list_containers(&filter).await
+    }
+
+    /// The container that runs process `<process>.<index>` of a release. Names carry a
+    /// random suffix: a restart or a resize starts a new container in the same slot beside the
+    /// old one.
+    fn process_spec(
+        &self,
+        app: &App,
+        release: &Release,
+        process: &ProcessType,
+        index: u32,
+        command: &str,
+        memory_bytes: Option<i64>,
+    ) -> ContainerSpec {
+        let version = release.version.to_string();
+        let mut env: BTreeMap<String, String> = release
+            .config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_owned()))
+            .collect();
+        env.insert("DYNO".into(), format!("{process}.{index}"));
+        env.insert("SLIPWAY_APP".into(), app.name.to_string());
+        env.insert("SLIPWAY_RELEASE".into(), version.clone());
+        env.insert("HOME".into(), "/app".into());
+        if process.is_web() {
+            env.insert("PORT".into(), WEB_PORT.to_string());
+        }
+        let mut container_labels = self.app_labels(&app.name);
+        container_labels.insert(labels::RELEASE.into(), version.clone());
+        container_labels.insert(labels::PROCESS.into(), process.to_string());
+        container_labels.insert(labels::INDEX.into(), index.to_string());
+        container_labels.insert(labels::ROLE.into(), "process".into());
+        let suffix: u32 = rand::random();
+        ContainerSpec {
+            name: format!(
+                "slipway-{}-{process}-{index}-{version}-{suffix:08x}",
+                app.name
+            ),
+            image: release.image.clone(),
+            cmd: slipway_builder::launch_command(command),
+            env,
+            labels: container_labels,
+            network: Some(network_name(&app.name)),
+            user: Some("app".into()),
+            working_dir: Some("/app".into()),
+            memory_bytes: Some(memory_bytes.unwrap_or(DEFAULT_MEMORY)),
+            ..ContainerSpec::default()
+        }
+    }
+
+    /// A platform event in the app's log (`slipway[web.1]: …`).
+    fn event(&self, app: &AppName, process: &str, text: impl Into<String>) {
+        self.logs.platform(app, process, text);
+    }
+
+    /// Sends a container's output to the app's log; `since` skips what it printed before.
+    fn follow(&self, app: &AppName, dyno: &str, id: &str, since: Option<i64>) {
+        self.logs.follow_container(
+            self.engine.clone(),
+            app.clone(),
+            dyno.to_owned(),
+            id.to_owned(),
+            since,
+        );
     }
 
     fn app_lock(&self, app: &AppName) -> Arc<tokio::sync::Mutex<()>> {
@@ -100,202 +200,245 @@ impl Deployer {
         self.app_lock(app).try_lock_owned().ok()
     }
 
-    /// Makes `release` the running release of `app`. The caller holds the app lock.
+    /// Makes `release` the running release of `app`. The caller holds the app lock. On
+    /// failure the release is marked failed and the previous one keeps serving.
     pub async fn deploy(
         &self,
         app: &App,
         release: &Release,
-        progress: &mpsc::Sender<String>,
+        progress: &Progress,
     ) -> Result<(), DeployError> {
-        let network = network_name(&app.name);
-        self.engine
-            .ensure_network(&network, &app_labels(&app.name))
-            .await?;
-        let formation = self.store.formation(app.id).await?;
-        let mut started = Vec::new();
-        let mut launch_error = None;
-        for entry in &formation {
-            let Some(command) = release.processes.get(&entry.process) else {
-                continue;
-            };
-            for index in 1..=entry.quantity {
-                let spec = process_spec(
-                    app,
-                    release,
-                    &entry.process,
-                    index,
-                    command,
-                    entry.memory_bytes,
-                );
-                say(
-                    progress,
-                    format!("       Starting {}.{index}", entry.process),
-                )
-                .await;
-                match self.start_fresh(&spec).await {
-                    Ok(id) => started.push(Started {
-                        id,
-                        process: entry.process.clone(),
-                        index,
-                    }),
-                    Err(error) => {
-                        launch_error = Some(error);
-                        break;
-                    }
-                }
-            }
-        }
-        let checks = join_all(started.iter().map(|s| self.wait_healthy(s, &network))).await;
-        let failure = launch_error
-            .map(|e| e.to_string())
-            .or_else(|| checks.iter().find_map(|c| c.as_ref().err().cloned()));
-        if let Some(reason) = failure {
-            for container in &started {
-                self.engine.remove_container(&container.id).await.ok();
-            }
-            let reason = format!("automatic rollback: {reason}");
-            self.store
-                .set_release_status(release.id, ReleaseStatus::Failed, Some(&reason))
-                .await?;
-            tracing::warn!(app = %app.name, version = %release.version, %reason, "release failed");
-            return Err(DeployError::Unhealthy(reason));
-        }
-        let backends = started
-            .iter()
-            .zip(&checks)
-            .filter_map(|(s, check)| match check {
-                Ok(Some(addr)) => Some(Backend {
-                    addr: *addr,
-                    dyno: format!("{}.{}", s.process, s.index),
-                    release: release.version.to_string(),
-                }),
-                _ => None,
-            })
-            .collect();
-        self.store.promote_release(app.id, release.id).await?;
-        self.set_backends(&app.name, backends);
-        tracing::info!(app = %app.name, version = %release.version, "release live");
-        self.retire_others(&app.name, &release.version.to_string())
-            .await?;
-        Ok(())
-    }
-
-    /// Starts a container, first removing any leftover of the same name.
-    async fn start_fresh(&self, spec: &ContainerSpec) -> Result<String, DeployError> {
-        self.engine.remove_container(&spec.name).await?;
-        Ok(slipway_engine::run(self.engine.as_ref(), spec).await?)
-    }
-
-    /// Waits for a new container to be healthy; for web, returns the address to route to.
-    async fn wait_healthy(
-        &self,
-        started: &Started,
-        network: &str,
-    ) -> Result<Option<SocketAddr>, String> {
-        let dyno = format!("{}.{}", started.process, started.index);
-        if started.process.is_web() {
-            let deadline = Instant::now() + WEB_BOOT_TIMEOUT;
-            loop {
-                let state = self
-                    .engine
-                    .inspect(&started.id)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if !state.running {
-                    return Err(self.exited_reason(&dyno, &state).await);
-                }
-                if let Some(ip) = state.addresses.get(network) {
-                    let addr = SocketAddr::new(*ip, WEB_PORT);
-                    let connect = tokio::time::timeout(
-                        Duration::from_secs(1),
-                        tokio::net::TcpStream::connect(addr),
-                    );
-                    if matches!(connect.await, Ok(Ok(_))) {
-                        return self
-                            .still_running_after(started, &dyno, WEB_SETTLE)
-                            .await
-                            .map(|()| Some(addr));
-                    }
-                }
-                if Instant::now() >= deadline {
-                    return Err(format!(
-                        "{dyno} did not listen on $PORT ({WEB_PORT}) within {} s: bind your web process to 0.0.0.0:$PORT",
-                        WEB_BOOT_TIMEOUT.as_secs()
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        } else {
-            self.still_running_after(started, &dyno, WORKER_SETTLE)
+        self.event(
+            &app.name,
+            "release",
+            format!("Deploying {} ({})", release.version, release.description),
+        );
+        let outcome = match self.release_phase(app, release, progress).await {
+            Ok(()) => self
+                .roll(app, release, None, progress)
                 .await
-                .map(|()| None)
-        }
-    }
-
-    async fn still_running_after(
-        &self,
-        started: &Started,
-        dyno: &str,
-        settle: Duration,
-    ) -> Result<(), String> {
-        tokio::time::sleep(settle).await;
-        let state = self
-            .engine
-            .inspect(&started.id)
-            .await
-            .map_err(|e| e.to_string())?;
-        if state.running {
-            Ok(())
-        } else {
-            Err(self.exited_reason(dyno, &state).await)
-        }
-    }
-
-    /// Says why a container stopped, with the last lines it printed.
-    async fn exited_reason(&self, dyno: &str, state: &ContainerState) -> String {
-        let mut output = Vec::new();
-        let mut stream = self.engine.output(&state.id, None);
-        let collect = async {
-            while let Some(Ok(chunk)) = stream.next().await {
-                output.extend_from_slice(&chunk.bytes);
+                .map_err(|reason| format!("automatic rollback: {reason}")),
+            Err(reason) => Err(format!("release phase failed: {reason}")),
+        };
+        let rolled = match outcome {
+            Ok(rolled) => rolled,
+            Err(reason) => {
+                self.store
+                    .set_release_status(release.id, ReleaseStatus::Failed, Some(&reason))
+                    .await?;
+                tracing::warn!(app = %app.name, version = %release.version, %reason, "release failed");
+                self.event(
+                    &app.name,
+                    "release",
+                    format!("Release {} failed: {reason}", release.version),
+                );
+                return Err(DeployError::Failed(reason));
             }
         };
-        tokio::time::timeout(Duration::from_secs(3), collect)
-            .await
-            .ok();
-        let text = String::from_utf8_lossy(&output);
-        let tail: Vec<&str> = text.lines().rev().take(5).collect();
-        let code = state
-            .exit_code
-            .map_or_else(|| "?".to_owned(), |c| c.to_string());
-        let mut reason = format!("{dyno} exited with status {code} while starting");
-        if !tail.is_empty() {
-            reason.push_str(": ");
-            reason.push_str(&tail.into_iter().rev().collect::<Vec<_>>().join(" | "));
+        self.store.promote_release(app.id, release.id).await?;
+        tracing::info!(app = %app.name, version = %release.version, "release live");
+        self.event(
+            &app.name,
+            "release",
+            format!("Release {} is live", release.version),
+        );
+        for old in &rolled.leftovers {
+            self.discard(app, old).await;
         }
-        reason
+        for old in &rolled.retired {
+            self.engine.remove_container(&old.id).await.ok();
+        }
+        self.prune_images(app).await;
+        Ok(())
     }
 
-    /// Drains and removes the app's process containers that do not belong to `keep_version`.
-    async fn retire_others(&self, app: &AppName, keep_version: &str) -> Result<(), DeployError> {
-        let containers = self
-            .engine
-            .list_containers(&[(labels::APP, app.as_str()), (labels::ROLE, "process")])
-            .await?;
-        let old: Vec<_> = containers
-            .into_iter()
-            .filter(|c| c.labels.get(labels::RELEASE).map(String::as_str) != Some(keep_version))
-            .collect();
-        let network = network_name(app);
-        join_all(old.iter().map(|container| async {
-            if let Some(ip) = container.addresses.get(&network) {
-                self.drain(SocketAddr::new(*ip, WEB_PORT)).await;
-            }
-            self.engine.stop(&container.id, STOP_GRACE).await.ok();
-            self.engine.remove_container(&container.id).await.ok();
-        }))
-        .await;
+    /// Replaces the running containers of one type (or all) with fresh ones of the same
+    /// release, one at a time. The caller holds the app lock.
+    pub async fn restart(
+        &self,
+        app: &App,
+        only: Option<&ProcessType>,
+        progress: &Progress,
+    ) -> Result<(), DeployError> {
+        let Some(release) = self.store.current_release(app.id).await? else {
+            return Ok(());
+        };
+        let rolled = self
+            .roll(app, &release, only, progress)
+            .await
+            .map_err(DeployError::Failed)?;
+        for old in rolled.retired.iter().chain(&rolled.leftovers) {
+            self.discard(app, old).await;
+        }
         Ok(())
+    }
+
+    /// Sets a process type's quantity and memory and converges to it without a release: a
+    /// new size replaces the containers one at a time, more containers start (each healthy
+    /// before it gets traffic), fewer are drained and stopped. If a new container fails, the
+    /// formation is put back. The caller holds the app lock.
+    pub async fn scale(
+        &self,
+        app: &App,
+        process: &ProcessType,
+        quantity: u32,
+        memory_bytes: Option<i64>,
+        progress: &Progress,
+    ) -> Result<(), DeployError> {
+        let formation = self.store.formation(app.id).await?;
+        let before = formation.iter().find(|e| e.process == *process).cloned();
+        self.store
+            .set_formation(app.id, process, quantity, memory_bytes)
+            .await?;
+        let Some(release) = self.store.current_release(app.id).await? else {
+            return Ok(());
+        };
+        let outcome = self
+            .converge(app, &release, process, before.as_ref(), progress)
+            .await;
+        if let Err(reason) = outcome {
+            if let Some(before) = before {
+                self.store
+                    .set_formation(app.id, process, before.quantity, before.memory_bytes)
+                    .await?;
+            }
+            return Err(DeployError::Failed(reason));
+        }
+        Ok(())
+    }
+
+    async fn converge(
+        &self,
+        app: &App,
+        release: &Release,
+        process: &ProcessType,
+        before: Option<&slipway_store::FormationEntry>,
+        progress: &Progress,
+    ) -> Result<(), String> {
+        let formation = self
+            .store
+            .formation(app.id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(entry) = formation.into_iter().find(|e| e.process == *process) else {
+            return Ok(());
+        };
+        let resized = before.is_some_and(|b| b.memory_bytes != entry.memory_bytes);
+        if resized {
+            let rolled = self.roll(app, release, Some(process), progress).await?;
+            for old in rolled.retired.iter().chain(&rolled.leftovers) {
+                self.discard(app, old).await;
+            }
+            return Ok(());
+        }
+        let Some(command) = release.processes.get(process) else {
+            return Ok(());
+        };
+        let slots = self.slots(app).await?;
+        let mut started = Vec::new();
+        for index in 1..=entry.quantity {
+            if slots.contains_key(&(process.clone(), index)) {
+                continue;
+            }
+            match self
+                .start_process(app, release, &entry, index, command, progress)
+                .await
+            {
+                Ok(proc) => started.push(proc),
+                Err(reason) => {
+                    for proc in &started {
+                        self.discard(app, proc).await;
+                    }
+                    return Err(reason);
+                }
+            }
+        }
+        for ((slot_process, index), procs) in slots {
+            if slot_process == *process && index > entry.quantity {
+                for proc in procs {
+                    progress
+                        .say(format!("       Stopping {}", proc.dyno()))
+                        .await;
+                    self.discard(app, &proc).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an image is still there (rollback targets may have been pruned).
+    pub async fn has_image(&self, image: &str) -> bool {
+        self.engine.image_exists(image).await.unwrap_or(false)
+    }
+
+    /// What runs: every process container of the app, with its crash restarts.
+    pub async fn processes(
+        &self,
+        app: &App,
+    ) -> Result<Vec<ProcessInfo>, slipway_engine::EngineError> {
+        let containers = self.app_containers(&app.name, Some("process")).await?;
+        let restarts = self.restarts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut processes: Vec<ProcessInfo> = containers
+            .iter()
+            .filter_map(|c| {
+                let process = c.labels.get(labels::PROCESS)?;
+                let index = c.labels.get(labels::INDEX)?;
+                let dyno = format!("{process}.{index}");
+                let slot = format!("{}/{dyno}", app.name);
+                Some(ProcessInfo {
+                    restarts: restarts.get(&slot).map_or(0, |(attempts, _)| *attempts),
+                    release: c.labels.get(labels::RELEASE).cloned().unwrap_or_default(),
+                    state: if c.running {
+                        ProcessState::Up
+                    } else {
+                        ProcessState::Crashed
+                    },
+                    started_at: c.started_at.clone(),
+                    exit_code: c.exit_code,
+                    dyno,
+                })
+            })
+            .collect();
+        processes.sort_by(|a, b| a.dyno.cmp(&b.dyno));
+        Ok(processes)
+    }
+
+    /// Removes the app's images except the running one and the newest five.
+    async fn prune_images(&self, app: &App) {
+        let releases = match self.store.releases(app.id).await {
+            Ok(releases) => releases,
+            Err(error) => {
+                tracing::warn!(app = %app.name, %error, "listing releases for pruning failed");
+                return;
+            }
+        };
+        let mut keep: BTreeSet<&str> = BTreeSet::new();
+        for release in &releases {
+            if keep.len() == KEEP_IMAGES {
+                break;
+            }
+            keep.insert(&release.image);
+        }
+        if let Some(current) = releases.iter().find(|r| Some(r.id) == app.current_release) {
+            keep.insert(&current.image);
+        }
+        let images = match self
+            .engine
+            .list_images(&format!("slipway/{}", app.name))
+            .await
+        {
+            Ok(images) => images,
+            Err(error) => {
+                tracing::warn!(app = %app.name, %error, "listing images for pruning failed");
+                return;
+            }
+        };
+        for image in images.iter().filter(|i| !keep.contains(i.as_str())) {
+            match self.engine.remove_image(image).await {
+                Ok(()) => tracing::info!(app = %app.name, %image, "pruned image"),
+                Err(error) => tracing::debug!(app = %app.name, %image, %error, "image kept"),
+            }
+        }
     }
 
     /// Waits (bounded) until the router has no request in flight to `addr`.
@@ -306,22 +449,41 @@ impl Deployer {
         }
     }
 
-    pub fn set_backends(&self, app: &AppName, backends: Vec<Backend>) {
+    fn update_sites(&self, change: impl FnOnce(&mut BTreeMap<AppName, Vec<Backend>>)) {
         let snapshot = {
             let mut sites = self.sites.lock().unwrap_or_else(|e| e.into_inner());
-            sites.insert(app.clone(), backends);
+            change(&mut sites);
             self.snapshot(&sites)
         };
         self.router.update(&snapshot);
     }
 
+    pub fn set_backends(&self, app: &AppName, backends: Vec<Backend>) {
+        self.update_sites(|sites| {
+            sites.insert(app.clone(), backends);
+        });
+    }
+
+    fn add_backend(&self, app: &AppName, backend: Backend) {
+        self.update_sites(|sites| {
+            let backends = sites.entry(app.clone()).or_default();
+            backends.retain(|b| b.addr != backend.addr);
+            backends.push(backend);
+        });
+    }
+
+    fn remove_backend(&self, app: &AppName, addr: SocketAddr) {
+        self.update_sites(|sites| {
+            if let Some(backends) = sites.get_mut(app) {
+                backends.retain(|b| b.addr != addr);
+            }
+        });
+    }
+
     pub fn forget_app(&self, app: &AppName) {
-        let snapshot = {
-            let mut sites = self.sites.lock().unwrap_or_else(|e| e.into_inner());
+        self.update_sites(|sites| {
             sites.remove(app);
-            self.snapshot(&sites)
-        };
-        self.router.update(&snapshot);
+        });
     }
 
     fn snapshot(&self, sites: &BTreeMap<AppName, Vec<Backend>>) -> RouteSnapshot {
@@ -337,12 +499,9 @@ impl Deployer {
         }
     }
 
-    /// Removes every container, the network and the build cache of an app.
-    pub async fn destroy(&self, app: &AppName) -> Result<(), DeployError> {
-        let containers = self
-            .engine
-            .list_containers(&[(labels::APP, app.as_str())])
-            .await?;
+    /// Removes every container, the network, the build cache and the images of an app.
+    pub async fn destroy(&self, app: &AppName) -> Result<(), slipway_engine::EngineError> {
+        let containers = self.app_containers(app, None).await?;
         self.forget_app(app);
         for container in containers {
             self.engine.remove_container(&container.id).await?;
@@ -358,55 +517,26 @@ impl Deployer {
     }
 }
 
-async fn say(progress: &mpsc::Sender<String>, line: String) {
-    progress.send(line).await.ok();
+/// Where a deployer operation reports its steps: the pusher's terminal, or nowhere for API
+/// calls (their outcome is the answer, and the steps are in the app's log either way).
+pub struct Progress(Option<mpsc::Sender<String>>);
+
+impl Progress {
+    pub fn to(lines: mpsc::Sender<String>) -> Self {
+        Self(Some(lines))
+    }
+
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    async fn say(&self, line: String) {
+        if let Some(lines) = &self.0 {
+            lines.send(line).await.ok();
+        }
+    }
 }
 
 pub fn network_name(app: &AppName) -> String {
     format!("slipway-{app}")
-}
-
-pub fn app_labels(app: &AppName) -> BTreeMap<String, String> {
-    BTreeMap::from([(labels::APP.to_owned(), app.to_string())])
-}
-
-/// The container that runs process `<process>.<index>` of a release.
-pub fn process_spec(
-    app: &App,
-    release: &Release,
-    process: &ProcessType,
-    index: u32,
-    command: &str,
-    memory_bytes: Option<i64>,
-) -> ContainerSpec {
-    let version = release.version.to_string();
-    let mut env: BTreeMap<String, String> = release
-        .config
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_owned()))
-        .collect();
-    env.insert("DYNO".into(), format!("{process}.{index}"));
-    env.insert("SLIPWAY_APP".into(), app.name.to_string());
-    env.insert("SLIPWAY_RELEASE".into(), version.clone());
-    env.insert("HOME".into(), "/app".into());
-    if process.is_web() {
-        env.insert("PORT".into(), WEB_PORT.to_string());
-    }
-    let mut container_labels = app_labels(&app.name);
-    container_labels.insert(labels::RELEASE.into(), version.clone());
-    container_labels.insert(labels::PROCESS.into(), process.to_string());
-    container_labels.insert(labels::INDEX.into(), index.to_string());
-    container_labels.insert(labels::ROLE.into(), "process".into());
-    ContainerSpec {
-        name: format!("slipway-{}-{process}-{index}-{version}", app.name),
-        image: release.image.clone(),
-        cmd: slipway_builder::launch_command(command),
-        env,
-        labels: container_labels,
-        network: Some(network_name(&app.name)),
-        user: Some("app".into()),
-        working_dir: Some("/app".into()),
-        memory_bytes: Some(memory_bytes.unwrap_or(DEFAULT_MEMORY)),
-        ..ContainerSpec::default()
-    }
 }

@@ -7,8 +7,10 @@ mod controllers;
 mod deployer;
 mod error;
 mod extract;
+mod logs;
 mod push;
 mod router;
+mod runs;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use anyhow::Context;
 use slipway_builder::{Builder, BuilderConfig};
 use slipway_engine::{ContainerEngine, DockerEngine};
 use slipway_git::{HookListener, Repos};
-use slipway_router::{Router, RouterConfig};
+use slipway_router::{AccessLogSink, Router, RouterConfig};
 use slipway_store::{Role, Store, TokenScope};
 use slipway_types::api::ReleaseStatus;
 use tokio::net::TcpListener;
@@ -27,9 +29,11 @@ use tokio_util::sync::CancellationToken;
 pub use config::{ServerArgs, ServerConfig};
 
 use crate::app::{AppState, Platform};
-use crate::auth::{TokenSigner, load_or_create_master_key, write_secret_file};
-use crate::deployer::Deployer;
+use crate::auth::{TokenSigner, instance_id, load_or_create_master_key, write_secret_file};
+use crate::deployer::{Deployer, DeployerConfig};
+use crate::logs::LogHub;
 use crate::push::BuildQueue;
+use crate::runs::Runs;
 
 /// How often the reconciler compares containers with the store.
 const RECONCILE_EVERY: Duration = Duration::from_secs(5);
@@ -76,12 +80,20 @@ pub async fn run(
             config.stack_image
         );
     }
-    let signer = TokenSigner::from_master_key(&load_or_create_master_key(&config.master_key_file)?);
+    let master_key = load_or_create_master_key(&config.master_key_file)?;
+    let signer = TokenSigner::from_master_key(&master_key);
     bootstrap_admin(&store, &signer, &config).await?;
     recover_interrupted(&store).await?;
 
+    let logs_dir = config.data_dir.join("logs");
+    let logs = LogHub::open(logs_dir.clone(), config.log_lines)
+        .with_context(|| format!("opening the log folder `{}`", logs_dir.display()))?;
     let router = Router::new(RouterConfig {
         listen_port: config.http_listen.port(),
+        access_log: Some(AccessLogSink::new({
+            let logs = logs.clone();
+            move |app, line| logs.router_line(app, line)
+        })),
         ..RouterConfig::default()
     });
     let hook_socket = config.data_dir.join("hook.sock");
@@ -99,9 +111,16 @@ pub async fn run(
             engine.clone(),
             store.clone(),
             router.clone(),
-            config.apps_domain.clone(),
-        ),
+            DeployerConfig {
+                instance: instance_id(&master_key),
+                logs: logs.clone(),
+                apps_domain: config.apps_domain.clone(),
+                release_timeout: config.release_timeout,
+            },
+        )?,
         builds: BuildQueue::new(config.build_concurrency),
+        runs: Runs::new(engine.clone(), instance_id(&master_key)),
+        logs,
         store,
         signer,
         config,
@@ -111,11 +130,18 @@ pub async fn run(
         platform.deployer.set_backends(&app.name, Vec::new());
     }
     platform.deployer.reconcile_all().await?;
+    platform.runs.adopt().await?;
     let hooks = HookListener::bind(&hook_socket)?;
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(push::serve_pushes(platform.clone(), hooks));
     tasks.spawn(reconcile_loop(platform.clone(), shutdown.clone()));
+    let logs_shutdown = shutdown.clone();
+    let logs = platform.logs.clone();
+    tasks.spawn(async move {
+        logs_shutdown.cancelled().await;
+        logs.close();
+    });
     let router_shutdown = shutdown.clone();
     tasks.spawn(async move {
         if let Err(error) = router
@@ -140,6 +166,7 @@ pub async fn run(
     .await
     .context("serving the API")?;
     tasks.shutdown().await;
+    platform.logs.flush().await;
     Ok(())
 }
 

@@ -10,12 +10,12 @@ use slipway_git::{HookListener, Push, RefUpdate};
 use slipway_store::{App, NewRelease};
 use slipway_types::api::BuildStatus;
 use slipway_types::version::{parse_tag, tag_is_usable};
-use slipway_types::{AppName, Bump, ProcessType, next_version};
+use slipway_types::{AppJson, AppName, Bump, ProcessType, next_version, parse_memory};
 use tokio::sync::{Semaphore, mpsc};
 use uuid::Uuid;
 
 use crate::app::Platform;
-use crate::deployer::app_labels;
+use crate::deployer::Progress;
 
 /// Builds of one app queue; builds of different apps run in parallel up to a limit.
 pub struct BuildQueue {
@@ -77,6 +77,7 @@ struct PushOutput {
 
 impl PushOutput {
     async fn line(&mut self, text: &str) {
+        self.platform.logs.build_line(&self.push.app, text);
         if let Err(error) = self.push.say(text).await {
             tracing::debug!(%error, "pusher went away");
         }
@@ -253,6 +254,7 @@ async fn build_and_release(
         .archive(&update.new)
         .await
         .map_err(|e| e.to_string())?;
+    let app_json = read_app_json(&source_tar)?;
     let config = store.config(app.id).await.map_err(|e| e.to_string())?;
     let request = BuildRequest {
         app: app.name.clone(),
@@ -260,7 +262,7 @@ async fn build_and_release(
         source_tar,
         config: config.clone(),
         buildpacks: Vec::new(),
-        labels: app_labels(&app.name),
+        labels: platform.deployer.app_labels(&app.name),
     };
     let built = out
         .relay(async |tx| platform.builder.build(request, &tx).await)
@@ -270,9 +272,12 @@ async fn build_and_release(
     let processes = built.procfile.processes().clone();
     let types: Vec<ProcessType> = processes
         .keys()
-        .filter(|p| p.as_str() != "release")
+        .filter(|p| !p.is_release())
         .cloned()
         .collect();
+    if existing.is_empty() {
+        apply_formation(platform, app, &app_json).await?;
+    }
     store
         .ensure_formation(app.id, &types)
         .await
@@ -285,6 +290,7 @@ async fn build_and_release(
                 image: built.image,
                 config,
                 processes,
+                app_json,
                 commit: Some(update.new.clone()),
                 description: format!("Deploy {short}"),
                 created_by: out.push.pusher.clone(),
@@ -310,18 +316,53 @@ async fn build_and_release(
         .map_err(|e| e.to_string())?
         .map(|r| r.version.to_string());
     let _deploying = platform.deployer.lock(&app.name).await;
-    out.relay(async |tx| platform.deployer.deploy(app, &release, &tx).await)
-        .await
-        .map_err(|e| match &previous {
-            Some(previous) => format!("release {version} failed: {e}; {previous} keeps serving"),
-            None => format!("release {version} failed: {e}"),
-        })?;
+    out.relay(async |tx| {
+        platform
+            .deployer
+            .deploy(app, &release, &Progress::to(tx))
+            .await
+    })
+    .await
+    .map_err(|e| match &previous {
+        Some(previous) => format!("release {version} failed: {e}; {previous} keeps serving"),
+        None => format!("release {version} failed: {e}"),
+    })?;
     out.line(&format!(
         "-----> Released {version} to {}",
         platform.config.app_url(app.name.as_str())
     ))
     .await;
     Ok(version)
+}
+
+/// The repository's `app.json`, if it has one; a malformed one fails the push naming the field.
+fn read_app_json(source_tar: &[u8]) -> Result<AppJson, String> {
+    let unreadable = |e: std::io::Error| format!("reading the pushed tree: {e}");
+    let mut archive = tar::Archive::new(source_tar);
+    for entry in archive.entries().map_err(unreadable)? {
+        let mut entry = entry.map_err(unreadable)?;
+        if entry.path().map_err(unreadable)?.as_ref() == std::path::Path::new("app.json") {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut text)
+                .map_err(|_| "app.json: not UTF-8 text".to_owned())?;
+            return AppJson::parse(&text).map_err(|e| e.to_string());
+        }
+    }
+    Ok(AppJson::default())
+}
+
+/// On an app's first deploy, app.json's `formation` sets quantities and sizes.
+async fn apply_formation(platform: &Platform, app: &App, app_json: &AppJson) -> Result<(), String> {
+    for (process, spec) in &app_json.formation {
+        let quantity = spec.quantity.unwrap_or(u32::from(process.is_web()));
+        let memory = spec.size.as_deref().map(parse_memory).transpose()?;
+        platform
+            .store
+            .set_formation(app.id, process, quantity, memory)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// The version a `vX.Y.Z` tag on the pushed commit asks for, if any.

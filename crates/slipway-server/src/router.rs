@@ -1,11 +1,13 @@
 //! Every route of the API server.
 
 use axum::Router;
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
-use crate::controllers::{apps, builds, config, git, health, releases, whoami};
+use crate::controllers::{
+    apps, builds, config, formation, git, health, logs, releases, runs, whoami,
+};
 use crate::error::ApiError;
 
 pub fn build(state: AppState) -> Router {
@@ -19,9 +21,18 @@ pub fn build(state: AppState) -> Router {
             get(config::show).patch(config::update),
         )
         .route("/v1/apps/{app}/releases", get(releases::list))
+        .route("/v1/apps/{app}/releases/rollback", post(releases::rollback))
+        .route(
+            "/v1/apps/{app}/formation",
+            get(formation::show).patch(formation::update),
+        )
+        .route("/v1/apps/{app}/formation/restart", post(formation::restart))
         .route("/v1/apps/{app}/releases/{version}", get(releases::show))
         .route("/v1/apps/{app}/builds", get(builds::list))
         .route("/v1/apps/{app}/builds/{id}", get(builds::show))
+        .route("/v1/apps/{app}/logs", get(logs::stream))
+        .route("/v1/apps/{app}/runs", post(runs::create))
+        .route("/v1/apps/{app}/runs/attach", get(runs::attach))
         .route("/git/{repo}/{*rest}", any(git::serve))
         .fallback(async || ApiError::not_found("no such API endpoint"))
         .layer(TraceLayer::new_for_http())

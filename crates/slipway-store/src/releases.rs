@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use semver::Version;
 use slipway_types::api::ReleaseStatus;
-use slipway_types::{ConfigVars, ProcessType};
+use slipway_types::{AppJson, ConfigVars, ProcessType};
 use sqlx::error::ErrorKind;
 use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
@@ -18,8 +18,8 @@ use crate::error::{Result, StoreError, violation};
 
 macro_rules! release_columns {
     () => {
-        "id, app_id, version, image, config, processes, commit_sha, description, created_by, \
-         created_at, status, status_reason"
+        "id, app_id, version, image, config, processes, app_json, commit_sha, description, \
+         created_by, created_at, status, status_reason"
     };
 }
 
@@ -39,6 +39,7 @@ pub struct NewRelease {
     pub image: String,
     pub config: ConfigVars,
     pub processes: BTreeMap<ProcessType, String>,
+    pub app_json: AppJson,
     pub commit: Option<String>,
     pub description: String,
     pub created_by: String,
@@ -52,6 +53,7 @@ pub struct Release {
     pub image: String,
     pub config: ConfigVars,
     pub processes: BTreeMap<ProcessType, String>,
+    pub app_json: AppJson,
     pub commit: Option<String>,
     pub description: String,
     pub created_by: String,
@@ -155,6 +157,7 @@ impl Store {
             image: release.image,
             config: release.config,
             processes: release.processes,
+            app_json: release.app_json,
             commit: release.commit,
             description: release.description,
             created_by: release.created_by,
@@ -165,8 +168,8 @@ impl Store {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let inserted = sqlx::query(
             "INSERT INTO releases (id, app_id, version, major, minor, patch, pre, image, config, \
-             processes, commit_sha, description, created_by, created_at, status) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             processes, app_json, commit_sha, description, created_by, created_at, status) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(release.id.hyphenated())
         .bind(release.app_id.hyphenated())
@@ -178,6 +181,7 @@ impl Store {
         .bind(&release.image)
         .bind(to_json(&release.config, "the config snapshot")?)
         .bind(to_json(&release.processes, "the process types")?)
+        .bind(to_json(&release.app_json, "the app.json")?)
         .bind(&release.commit)
         .bind(&release.description)
         .bind(&release.created_by)
@@ -276,6 +280,7 @@ fn release_from_row(row: &SqliteRow) -> Result<Release> {
         image: cols.text("image")?,
         config: cols.json("config")?,
         processes: cols.json("processes")?,
+        app_json: cols.json("app_json")?,
         commit: cols.opt_text("commit_sha")?,
         description: cols.text("description")?,
         created_by: cols.text("created_by")?,

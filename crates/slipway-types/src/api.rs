@@ -156,6 +156,228 @@ pub struct WhoAmI {
     pub role: String,
 }
 
+/// Who wrote a log line: the app's own processes, or one part of the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogSource {
+    /// A process's stdout or stderr.
+    App,
+    /// One line per request through the router.
+    Router,
+    /// Build output, as the pusher saw it.
+    Build,
+    /// Releases and process lifecycle: started, healthy, stopped, rolled back.
+    Platform,
+}
+
+impl LogSource {
+    pub const ALL: [LogSource; 4] = [Self::App, Self::Router, Self::Build, Self::Platform];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogSource::App => "app",
+            LogSource::Router => "router",
+            LogSource::Build => "build",
+            LogSource::Platform => "platform",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|source| source.as_str() == s)
+    }
+}
+
+impl fmt::Display for LogSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One line of an app's log: an event of `GET /v1/apps/{app}/logs` (Server-Sent Events), and
+/// a line of the server's log file for the app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub source: LogSource,
+    /// The dyno (`web.1`) for app lines and process events; `router`, `build`, `release` or
+    /// `api` for the platform's own lines.
+    pub process: String,
+    pub text: String,
+}
+
+impl LogEntry {
+    /// Heroku's log format, so tools that read `heroku logs` read this too:
+    /// `2026-11-22T00:00:00.123456+00:00 app[web.1]: text` for app lines and
+    /// `… slipway[router]: at=info …` for the platform's.
+    pub fn render(&self) -> String {
+        use fmt::Write as _;
+
+        let at = self.at.to_offset(time::UtcOffset::UTC);
+        let owner = match self.source {
+            LogSource::App => "app",
+            LogSource::Router | LogSource::Build | LogSource::Platform => "slipway",
+        };
+        let mut line = String::with_capacity(48 + self.process.len() + self.text.len());
+        let _ = write!(
+            line,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+00:00 {owner}[{}]: {}",
+            at.year(),
+            u8::from(at.month()),
+            at.day(),
+            at.hour(),
+            at.minute(),
+            at.second(),
+            at.microsecond(),
+            self.process,
+            self.text,
+        );
+        line
+    }
+}
+
+/// One process type's desired scale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormationInfo {
+    pub process: String,
+    pub quantity: u32,
+    /// Memory limit per container, like `512M`.
+    pub size: String,
+    /// The command from the current release, if it has this type.
+    pub command: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessState {
+    Up,
+    /// Exited; the platform restarts it with back-off.
+    Crashed,
+}
+
+/// One running (or crashed) process container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// `web.1`
+    pub dyno: String,
+    pub release: String,
+    pub state: ProcessState,
+    /// RFC 3339 start of the current run, as the engine reports it.
+    pub started_at: Option<String>,
+    pub exit_code: Option<i64>,
+    /// Crash restarts of this slot since it last ran steadily.
+    pub restarts: u32,
+}
+
+/// `GET /v1/apps/{app}/formation`: the desired scale and what runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormationView {
+    pub formation: Vec<FormationInfo>,
+    pub processes: Vec<ProcessInfo>,
+}
+
+/// One change of `PATCH /v1/apps/{app}/formation`; scaling never cuts a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormationUpdate {
+    pub process: String,
+    #[serde(default)]
+    pub quantity: Option<u32>,
+    /// Memory like `512M` or `1G`.
+    #[serde(default)]
+    pub size: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormationPatch {
+    pub updates: Vec<FormationUpdate>,
+}
+
+/// `POST /v1/apps/{app}/formation/restart`: every process, or one type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartRequest {
+    #[serde(default)]
+    pub process: Option<String>,
+}
+
+/// `POST /v1/apps/{app}/releases/rollback`: to a version, or the release before the current.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// A memory size as people write it: `512M`, `1G`.
+pub fn format_memory(bytes: i64) -> String {
+    if bytes % (1 << 30) == 0 {
+        format!("{}G", bytes >> 30)
+    } else if bytes % (1 << 20) == 0 {
+        format!("{}M", bytes >> 20)
+    } else {
+        bytes.to_string()
+    }
+}
+
+/// `POST /v1/apps/{app}/runs`: a one-off process in the background. `command` is the program
+/// and its arguments; one word alone is a shell command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateRun {
+    pub command: Vec<String>,
+}
+
+/// A one-off process the server started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// `run.<n>`, also its `DYNO`.
+    pub dyno: String,
+    /// The container's id.
+    pub id: String,
+    /// The release whose image and config it runs with.
+    pub release: String,
+}
+
+/// Query of `GET /v1/apps/{app}/runs/attach`, the WebSocket of an attached one-off process.
+/// Over it the client sends stdin as binary frames and [`RunControl`] as text frames; the
+/// server sends output as binary frames whose first byte is [`RUN_STDOUT`] or [`RUN_STDERR`],
+/// then one [`RunEvent`] text frame, then closes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachRun {
+    /// The command as a JSON array of words, as in [`CreateRun`].
+    pub command: String,
+    /// Give the process a terminal; its stdout and stderr are then one stream.
+    #[serde(default)]
+    pub tty: bool,
+    /// The client terminal's `TERM`, with `tty`.
+    pub term: Option<String>,
+    /// The client terminal's size, with `tty`.
+    pub rows: Option<u16>,
+    pub cols: Option<u16>,
+}
+
+/// First byte of an output frame of an attached run: the rest was printed on stdout.
+pub const RUN_STDOUT: u8 = 1;
+/// First byte of an output frame of an attached run: the rest was printed on stderr.
+pub const RUN_STDERR: u8 = 2;
+
+/// A text frame from the client of an attached run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunControl {
+    /// `{"resize":{"rows":24,"cols":80}}`: the client's terminal changed size.
+    Resize { rows: u16, cols: u16 },
+    /// `{"eof":{}}`: the client's stdin ended.
+    Eof {},
+}
+
+/// The last text frame the server sends an attached client before closing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunEvent {
+    /// `{"exited":{"code":3}}`: the process ended with this exit code.
+    Exited { code: i64 },
+    /// `{"failed":{"message":"…"}}`: the process could not run, or was lost.
+    Failed { message: String },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,9 +399,83 @@ mod tests {
     }
 
     #[test]
+    fn memory_is_shown_in_the_largest_whole_unit() {
+        assert_eq!(format_memory(512 << 20), "512M");
+        assert_eq!(format_memory(2 << 30), "2G");
+        assert_eq!(format_memory(1536 << 20), "1536M");
+        assert_eq!(
+            crate::parse_memory(&format_memory(768 << 20)),
+            Ok(768 << 20)
+        );
+    }
+
+    #[test]
     fn config_patch_uses_null_to_unset() {
         let patch: ConfigPatch = serde_json::from_str(r#"{"A":"1","B":null}"#).unwrap();
         assert_eq!(patch["A"].as_deref(), Some("1"));
         assert_eq!(patch["B"], None);
+    }
+
+    #[test]
+    fn run_frames_have_their_documented_shape() {
+        let resize = RunControl::Resize { rows: 24, cols: 80 };
+        assert_eq!(
+            serde_json::to_string(&resize).unwrap(),
+            r#"{"resize":{"rows":24,"cols":80}}"#
+        );
+        let eof: RunControl = serde_json::from_str(r#"{"eof":{}}"#).unwrap();
+        assert_eq!(eof, RunControl::Eof {});
+        let exited = RunEvent::Exited { code: 3 };
+        assert_eq!(
+            serde_json::to_string(&exited).unwrap(),
+            r#"{"exited":{"code":3}}"#
+        );
+    }
+
+    fn entry(source: LogSource, process: &str, text: &str) -> LogEntry {
+        LogEntry {
+            // 2026-11-22T01:02:03.123456789Z, as seen from +02:00
+            at: OffsetDateTime::from_unix_timestamp_nanos(1_795_309_323_123_456_789)
+                .unwrap()
+                .to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap()),
+            source,
+            process: process.to_owned(),
+            text: text.to_owned(),
+        }
+    }
+
+    #[test]
+    fn log_lines_render_in_heroku_format_in_utc() {
+        assert_eq!(
+            entry(LogSource::App, "web.1", "GET / 200").render(),
+            "2026-11-22T01:02:03.123456+00:00 app[web.1]: GET / 200"
+        );
+        assert_eq!(
+            entry(LogSource::Router, "router", "at=info method=GET path=\"/\"").render(),
+            "2026-11-22T01:02:03.123456+00:00 slipway[router]: at=info method=GET path=\"/\""
+        );
+        assert_eq!(
+            entry(LogSource::Platform, "web.1", "Starting process").render(),
+            "2026-11-22T01:02:03.123456+00:00 slipway[web.1]: Starting process"
+        );
+        assert!(
+            entry(LogSource::Build, "build", "-----> Released 1.0.0")
+                .render()
+                .ends_with(" slipway[build]: -----> Released 1.0.0")
+        );
+    }
+
+    #[test]
+    fn log_entries_round_trip_as_json() {
+        let line = entry(LogSource::Platform, "release", "Release 1.0.0 started");
+        let json = serde_json::to_value(&line).unwrap();
+        assert_eq!(json["source"], "platform");
+        assert_eq!(json["at"], "2026-11-22T03:02:03.123456789+02:00");
+        let back: LogEntry = serde_json::from_value(json).unwrap();
+        assert_eq!(back, line);
+        for source in LogSource::ALL {
+            assert_eq!(LogSource::parse(source.as_str()), Some(source));
+        }
+        assert_eq!(LogSource::parse("heroku"), None);
     }
 }

@@ -13,6 +13,9 @@ pub mod labels {
     pub const INDEX: &str = "slipway.index";
     /// `web`-style process containers are `process`; builds are `build`; one-offs `run`.
     pub const ROLE: &str = "slipway.role";
+    /// Which Slipway installation owns the container: servers sharing a Docker engine leave
+    /// each other's containers alone.
+    pub const INSTANCE: &str = "slipway.instance";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,4 +50,11 @@ pub struct ContainerSpec {
     pub memory_bytes: Option<i64>,
     pub nano_cpus: Option<i64>,
     pub mounts: Vec<Mount>,
+    /// Gives the process a terminal, for interactive one-off runs; its output is then one
+    /// raw stream.
+    #[serde(default)]
+    pub tty: bool,
+    /// Keeps stdin open for an attached client, which closes it by closing its input.
+    #[serde(default)]
+    pub stdin_open: bool,
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod api;
+pub mod app_json;
 pub mod config;
 pub mod container;
 pub mod names;
@@ -8,6 +9,7 @@ pub mod procfile;
 pub mod route;
 pub mod version;
 
+pub use app_json::{AppJson, AppJsonError, HealthCheck, parse_memory};
 pub use config::{ConfigError, ConfigVars};
 pub use container::{ContainerSpec, Mount, MountSource, labels};
 pub use names::{AppName, ConfigKey, NameError, ProcessType};

@@ -109,6 +109,15 @@ impl ProcessType {
     pub fn is_web(&self) -> bool {
         self.0 == "web"
     }
+
+    /// The Procfile entry that runs once per release, before any process is replaced.
+    pub fn release() -> Self {
+        Self("release".to_owned())
+    }
+
+    pub fn is_release(&self) -> bool {
+        self.0 == "release"
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,9 @@ use crate::names::AppName;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Backend {
     pub addr: SocketAddr,
+    /// The container's id: a new container that reuses a freed address is a different
+    /// backend, and must not inherit the old one's pooled connections.
+    pub id: String,
     /// `web.1`, shown in router log lines.
     pub dyno: String,
     /// The release the container runs, for logs.

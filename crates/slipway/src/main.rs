@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the platform: API, git receiver, builder, deployer and router
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Build the stack image from the machine's Debian mirror (needs root and debootstrap)
     #[command(name = "stack:build")]
     StackBuild {
@@ -58,6 +58,9 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
+        Err(error) if error.is::<slipway_cli::Exit>() => error
+            .downcast::<slipway_cli::Exit>()
+            .map_or(std::process::ExitCode::FAILURE, Into::into),
         Err(error) => {
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE

@@ -32,6 +32,32 @@ fn render(releases: &[ReleaseInfo]) -> String {
     rows.render()
 }
 
+/// Prints "Rolling back hello to 1.0.0... done, v1.2.1" once the new release is live.
+pub(crate) async fn rollback(
+    session: &mut Session<'_>,
+    version: Option<&str>,
+) -> anyhow::Result<()> {
+    let app = session.app().await?;
+    let client = session.client()?;
+    let target = version.map_or_else(
+        || "the previous release".to_owned(),
+        |v| format!("v{}", v.trim_start_matches('v')),
+    );
+    session.print(&format!("Rolling back {app} to {target}... "))?;
+    let release = match client.rollback(&app, version).await {
+        Ok(release) => release,
+        Err(error) => {
+            session.print("failed\n")?;
+            return Err(error.into());
+        }
+    };
+    if session.global.json {
+        session.print("done\n")?;
+        return session.print_json(&release);
+    }
+    session.print(&format!("done, {}\n", table::version(&release.version)))
+}
+
 /// `v1.2.0+gabc1234`: the commit is shown as build metadata, as versions are compared without it.
 fn shown_version(release: &ReleaseInfo) -> String {
     format!(

@@ -2,6 +2,7 @@
 //! image (no registry is needed), use unique names so they run in parallel, and remove what
 //! they created even when they fail. Without a daemon they fail; they never skip.
 
+mod attach;
 mod containers;
 mod images;
 mod networking;

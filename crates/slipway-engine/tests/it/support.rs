@@ -16,7 +16,8 @@ const BUSYBOX: &str = "/bin/busybox";
 
 /// The busybox applets the tests call, linked into the image's `/bin`.
 const APPLETS: &[&str] = &[
-    "sh", "echo", "sleep", "cat", "id", "pwd", "httpd", "ls", "touch", "stat", "true",
+    "sh", "echo", "sleep", "cat", "id", "pwd", "httpd", "ls", "touch", "stat", "true", "stty",
+    "tty",
 ];
 
 /// How long a test waits for a short-lived container's output to end.

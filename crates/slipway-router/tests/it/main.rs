@@ -1,6 +1,7 @@
 //! The router against real sockets on 127.0.0.1: small hyper upstreams that echo what they
 //! received, a router on port 0, and clients speaking HTTP/1.1, HTTP/2 and raw TCP.
 
+mod access_log;
 mod balancing;
 mod failures;
 mod forwarding;

@@ -103,6 +103,7 @@ impl Upstream {
     pub fn backend(&self) -> Backend {
         Backend {
             addr: self.addr,
+            id: format!("upstream-{}", self.addr),
             dyno: self.dyno.clone(),
             release: "v1.0.0".to_owned(),
         }
@@ -204,6 +205,7 @@ pub async fn dead_addr() -> SocketAddr {
 pub fn dead_backend(addr: SocketAddr) -> Backend {
     Backend {
         addr,
+        id: format!("dead-{addr}"),
         dyno: "web.9".to_owned(),
         release: "v1.0.0".to_owned(),
     }

@@ -68,6 +68,7 @@ pub async fn destroy(
         .await
         .map_err(ApiError::internal)?;
     state.store.delete_app(app.id).await?;
+    state.logs.forget(&app.name);
     state
         .audit(&caller, "apps.destroy", app.name.as_str(), None)
         .await;

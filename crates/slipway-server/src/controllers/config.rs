@@ -5,10 +5,10 @@ use axum::extract::{Path, State};
 use slipway_store::NewRelease;
 use slipway_types::api::{ConfigChanged, ConfigPatch};
 use slipway_types::{Bump, ConfigKey, ConfigVars, next_version};
-use tokio::sync::mpsc;
 
 use crate::app::AppState;
 use crate::auth::Caller;
+use crate::deployer::Progress;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 
@@ -87,6 +87,7 @@ pub async fn update(
                 image: running.image.clone(),
                 config: next.clone(),
                 processes: running.processes.clone(),
+                app_json: running.app_json.clone(),
                 commit: running.commit.clone(),
                 description,
                 created_by: caller.user.email.clone(),
@@ -97,11 +98,10 @@ pub async fn update(
     state
         .audit(&caller, "config.update", app.name.as_str(), Some(&detail))
         .await;
-    let (progress, mut lines) = mpsc::channel(64);
-    let drain = tokio::spawn(async move { while lines.recv().await.is_some() {} });
-    let outcome = state.deployer.deploy(&app, &release, &progress).await;
-    drop(progress);
-    drain.await.ok();
+    let outcome = state
+        .deployer
+        .deploy(&app, &release, &Progress::none())
+        .await;
     outcome.map_err(|e| {
         ApiError::deploy_failed(format!(
             "release {version} failed: {e}; {} keeps serving",

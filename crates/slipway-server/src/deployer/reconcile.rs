@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::time::Instant;
 
-use super::{DeployError, Deployer, STOP_GRACE, WEB_PORT, network_name, process_spec};
+use super::{DeployError, Deployer, STOP_GRACE, WEB_PORT, network_name};
 
 /// A container that has run this long without crashing has its back-off forgiven.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
@@ -31,13 +31,20 @@ impl Deployer {
         let known: BTreeSet<&str> = apps.iter().map(|a| a.name.as_str()).collect();
         for container in self
             .engine
-            .list_containers(&[(labels::ROLE, "process")])
-            .await?
+            .list_containers(&[
+                (labels::ROLE, "process"),
+                (labels::INSTANCE, &self.instance),
+            ])
+            .await
+            .map_err(engine_error)?
         {
             let owner = container.labels.get(labels::APP).map(String::as_str);
             if owner.is_some_and(|name| !known.contains(name)) {
                 tracing::info!(container = %container.name, "removing container of a deleted app");
-                self.engine.remove_container(&container.id).await?;
+                self.engine
+                    .remove_container(&container.id)
+                    .await
+                    .map_err(engine_error)?;
             }
         }
         Ok(())
@@ -49,13 +56,30 @@ impl Deployer {
         let Some(_guard) = self.try_lock(&app.name) else {
             return Ok(());
         };
+        // A release phase runs only under the app lock, which this holds: any release
+        // container is what an interrupted rollout left.
+        for leftover in self
+            .app_containers(&app.name, Some("release"))
+            .await
+            .map_err(engine_error)?
+        {
+            tracing::info!(app = %app.name, container = %leftover.name, "removing an interrupted release command");
+            self.engine
+                .remove_container(&leftover.id)
+                .await
+                .map_err(engine_error)?;
+        }
         let containers = self
-            .engine
-            .list_containers(&[(labels::APP, app.name.as_str()), (labels::ROLE, "process")])
-            .await?;
+            .app_containers(&app.name, Some("process"))
+            .await
+            .map_err(engine_error)?;
         let Some(release) = self.store.current_release(app.id).await? else {
             for container in containers {
-                self.engine.remove_container(&container.id).await?;
+                tracing::info!(app = %app.name, container = %container.name, "removing a container of an app with no release");
+                self.engine
+                    .remove_container(&container.id)
+                    .await
+                    .map_err(engine_error)?;
             }
             self.set_backends(&app.name, Vec::new());
             return Ok(());
@@ -74,7 +98,10 @@ impl Deployer {
                 _ => {
                     tracing::info!(app = %app.name, container = %container.name, "removing leftover container");
                     self.engine.stop(&container.id, STOP_GRACE).await.ok();
-                    self.engine.remove_container(&container.id).await?;
+                    self.engine
+                        .remove_container(&container.id)
+                        .await
+                        .map_err(engine_error)?;
                 }
             }
         }
@@ -88,19 +115,27 @@ impl Deployer {
                 let slot = (entry.process.to_string(), index);
                 match slots.remove(&slot) {
                     Some(container) if container.running => {
-                        self.forgive_if_stable(&container);
+                        self.forgive_if_stable(app, &entry.process, index, &container);
+                        // Adopted after a restart, or its follower ended: only new output.
+                        self.follow(
+                            &app.name,
+                            &format!("{}.{index}", entry.process),
+                            &container.id,
+                            Some(OffsetDateTime::now_utc().unix_timestamp()),
+                        );
                         if entry.process.is_web()
                             && let Some(addr) = listening_addr(&container, &network).await
                         {
                             backends.push(Backend {
                                 addr,
+                                id: container.id.clone(),
                                 dyno: format!("{}.{index}", entry.process),
                                 release: version.clone(),
                             });
                         }
                     }
                     existing => {
-                        let spec = process_spec(
+                        let spec = self.process_spec(
                             app,
                             &release,
                             &entry.process,
@@ -116,7 +151,10 @@ impl Deployer {
         }
         for surplus in slots.into_values() {
             self.engine.stop(&surplus.id, STOP_GRACE).await.ok();
-            self.engine.remove_container(&surplus.id).await?;
+            self.engine
+                .remove_container(&surplus.id)
+                .await
+                .map_err(engine_error)?;
         }
         self.set_backends(&app.name, backends);
         Ok(())
@@ -133,7 +171,9 @@ impl Deployer {
         let now = Instant::now();
         let attempts = {
             let mut restarts = self.restarts.lock().unwrap_or_else(|e| e.into_inner());
-            let (attempts, next) = restarts.entry(spec.name.clone()).or_insert((0, now));
+            let (attempts, next) = restarts
+                .entry(slot_key(app, process, index))
+                .or_insert((0, now));
             if *next > now {
                 return Ok(());
             }
@@ -142,23 +182,44 @@ impl Deployer {
             *next = now + delay;
             *attempts
         };
+        let dyno = format!("{process}.{index}");
         match &crashed {
-            Some(state) => tracing::warn!(
-                app = %app.name,
-                dyno = %format!("{process}.{index}"),
-                status = ?state.exit_code,
-                attempt = attempts,
-                "process crashed: restarting"
-            ),
+            Some(state) => {
+                let status = state
+                    .exit_code
+                    .map_or_else(|| "unknown".to_owned(), |c| c.to_string());
+                tracing::warn!(app = %app.name, %dyno, %status, attempt = attempts, "process crashed: restarting");
+                self.event(
+                    &app.name,
+                    &dyno,
+                    format!("State changed from up to crashed (exit status {status}); restart {attempts}"),
+                );
+            }
             None => {
-                tracing::info!(app = %app.name, dyno = %format!("{process}.{index}"), "starting missing process")
+                tracing::info!(app = %app.name, %dyno, "starting missing process");
+                self.event(&app.name, &dyno, "Starting missing process");
             }
         }
-        self.start_fresh(spec).await?;
+        if let Some(crashed) = &crashed {
+            self.engine
+                .remove_container(&crashed.id)
+                .await
+                .map_err(engine_error)?;
+        }
+        let id = slipway_engine::run(self.engine.as_ref(), spec)
+            .await
+            .map_err(engine_error)?;
+        self.follow(&app.name, &dyno, &id, None);
         Ok(())
     }
 
-    fn forgive_if_stable(&self, container: &ContainerState) {
+    fn forgive_if_stable(
+        &self,
+        app: &App,
+        process: &ProcessType,
+        index: u32,
+        container: &ContainerState,
+    ) {
         let stable = container
             .started_at
             .as_deref()
@@ -166,9 +227,18 @@ impl Deployer {
             .is_some_and(|at| OffsetDateTime::now_utc() - at > STABLE_AFTER);
         if stable {
             let mut restarts = self.restarts.lock().unwrap_or_else(|e| e.into_inner());
-            restarts.remove(&container.name);
+            restarts.remove(&slot_key(app, process, index));
         }
     }
+}
+
+/// Back-off is kept per slot: each restart is a new container with a new name.
+fn slot_key(app: &App, process: &ProcessType, index: u32) -> String {
+    format!("{}/{process}.{index}", app.name)
+}
+
+fn engine_error(error: slipway_engine::EngineError) -> DeployError {
+    DeployError::Failed(error.to_string())
 }
 
 fn slot_of(container: &ContainerState) -> Option<(String, u32)> {

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use semver::Version;
 use slipway_store::{App, NewRelease, Role, Store, User};
-use slipway_types::{AppName, ConfigVars, ProcessType};
+use slipway_types::{AppJson, AppName, ConfigVars, ProcessType};
 use sqlx::{Connection, SqliteConnection};
 use tempfile::TempDir;
 
@@ -81,6 +81,7 @@ pub fn new_release(app: &App, version: &str) -> NewRelease {
         image: format!("slipway/{}:{version}", app.name),
         config: ConfigVars::new(),
         processes: BTreeMap::from([(ProcessType::web(), "python app.py".to_owned())]),
+        app_json: AppJson::default(),
         commit: None,
         description: format!("release {version}"),
         created_by: "dev@example.com".to_owned(),

@@ -85,6 +85,7 @@ async fn a_missing_directory_is_reported_with_the_path() {
 async fn a_store_written_by_a_newer_slipway_is_refused() {
     let (store, dir) = store().await;
     store.close().await;
+    let known = count(dir.path(), "SELECT COUNT(*) FROM _sqlx_migrations").await;
     let mut conn = raw(dir.path()).await;
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
@@ -106,7 +107,7 @@ async fn a_store_written_by_a_newer_slipway_is_refused() {
     );
     assert_eq!(
         count(dir.path(), "SELECT COUNT(*) FROM _sqlx_migrations").await,
-        2,
+        known + 1,
         "refusing must not apply or remove migrations"
     );
 }

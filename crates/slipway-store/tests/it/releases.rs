@@ -18,12 +18,16 @@ async fn a_release_round_trips_with_its_snapshot() {
         ("worker".parse().unwrap(), "celery worker".to_owned()),
     ]);
     new.commit = Some("0123456789abcdef".to_owned());
+    new.app_json =
+        slipway_types::AppJson::parse(r#"{"healthchecks": {"web": [{"path": "/health"}]}}"#)
+            .unwrap();
 
     let release = store.create_release(new.clone(), None).await.unwrap();
     assert_eq!(release.status, ReleaseStatus::Pending);
     assert_eq!(release.status_reason, None);
     assert_eq!(release.config, new.config);
     assert_eq!(release.processes, new.processes);
+    assert_eq!(release.app_json, new.app_json);
     assert_eq!(release.commit, new.commit);
     assert_eq!(release.image, new.image);
     assert_eq!(release.description, new.description);
