@@ -253,3 +253,56 @@ async fn a_server_killed_mid_rollout_comes_back_converged() {
     assert!(listed[1].current);
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn formation_from_app_json_crash_loops_and_hung_release_commands() {
+    let env = Env::new();
+    let server = env.start_server_with(&["--release-timeout", "3s"]);
+    env.login();
+    let (app, _cleanup, repo) = env.app_with_repo("crash", "release-app");
+
+    // app.json's formation applies on the first deploy.
+    let app_json = std::fs::read_to_string(repo.join("app.json")).expect("app.json");
+    let with_formation = app_json.replacen(
+        "\"healthchecks\"",
+        "\"formation\": {\"web\": {\"quantity\": 2, \"size\": \"256M\"}},\n  \"healthchecks\"",
+        1,
+    );
+    std::fs::write(repo.join("app.json"), with_formation).expect("app.json");
+    env.git_ok(&repo, &["commit", "-q", "-am", "feat: two web processes"]);
+    env.push_ok(&repo);
+    let view: FormationView =
+        serde_json::from_str(&env.slipway_ok(&repo, &["ps", "--json"])).expect("ps JSON");
+    assert_eq!(view.formation[0].quantity, 2);
+    assert_eq!(view.formation[0].size, "256M");
+    assert_eq!(view.processes.len(), 2);
+
+    // A release command that hangs past --release-timeout fails the release.
+    let serving = containers_by_label(&app);
+    let hung = env.slipway(&repo, &["config:set", "RELEASE_SLEEP=60"]);
+    assert!(!hung.status.success());
+    assert!(
+        text(&hung).contains("did not finish within 3 s"),
+        "{}",
+        text(&hung)
+    );
+    assert_eq!(containers_by_label(&app), serving);
+    env.slipway_ok(&repo, &["config:unset", "RELEASE_SLEEP"]);
+
+    // A process that crashes after it went live is restarted with back-off, visibly.
+    env.slipway_ok(&repo, &["ps:scale", "web=1"]);
+    env.slipway_ok(&repo, &["config:set", "CRASH_AFTER=3"]);
+    let restarted = eventually(Duration::from_secs(60), async || {
+        let view: FormationView =
+            serde_json::from_str(&env.slipway_ok(&repo, &["ps", "--json"])).expect("ps JSON");
+        view.processes.iter().any(|p| p.restarts >= 2)
+    })
+    .await;
+    assert!(restarted, "no restarts seen:\n{}", server.log_text());
+    let events = env.slipway_ok(&repo, &["logs", "-n", "1000", "--source", "platform"]);
+    assert!(
+        events.contains("slipway[web.1]: State changed from up to crashed (exit status 3)"),
+        "{events}"
+    );
+    server.stop();
+}

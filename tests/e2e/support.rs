@@ -93,6 +93,11 @@ impl Env {
     }
 
     pub fn start_server(&self) -> Server {
+        self.start_server_with(&[])
+    }
+
+    /// Starts `slipway server` with extra flags.
+    pub fn start_server_with(&self, extra: &[&str]) -> Server {
         let log_path = self.root.path().join("server.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -107,6 +112,7 @@ impl Env {
             .args(["--api-listen", &format!("127.0.0.1:{}", self.api_port)])
             .args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)])
             .args(["--apps-domain", "localhost"])
+            .args(extra)
             .env("HOME", self.home())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

@@ -540,3 +540,90 @@ impl Progress {
 pub fn network_name(app: &AppName) -> String {
     format!("slipway-{app}")
 }
+
+#[cfg(test)]
+mod tests {
+    use slipway_engine::FakeEngine;
+    use slipway_router::RouterConfig;
+    use slipway_store::{NewRelease, Role};
+
+    use super::*;
+
+    async fn deployer(
+        engine: Arc<FakeEngine>,
+        store: Store,
+        logs_dir: &std::path::Path,
+    ) -> Deployer {
+        Deployer::new(
+            engine,
+            store,
+            Router::new(RouterConfig::default()),
+            DeployerConfig {
+                instance: "test".into(),
+                logs: LogHub::open(logs_dir.to_path_buf(), 100).unwrap(),
+                apps_domain: "localhost".into(),
+                release_timeout: Duration::from_secs(60),
+            },
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn pruning_keeps_the_five_newest_images_and_the_running_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in_memory().await.unwrap();
+        let engine = Arc::new(FakeEngine::new());
+        let owner = store.create_user("admin", Role::Admin).await.unwrap();
+        let app = store
+            .create_app(&"prune".parse().unwrap(), owner.id)
+            .await
+            .unwrap();
+        // Seven builds, each followed by a config release sharing its image.
+        let mut ids = Vec::new();
+        for build in 0..7u64 {
+            let image = format!("slipway/prune:1.{build}.0");
+            engine.add_image(&image);
+            for patch in 0..2u64 {
+                let release = store
+                    .create_release(
+                        NewRelease {
+                            app_id: app.id,
+                            version: semver::Version::new(1, build, patch),
+                            image: image.clone(),
+                            config: Default::default(),
+                            processes: Default::default(),
+                            app_json: Default::default(),
+                            commit: None,
+                            description: "test".into(),
+                            created_by: "admin".into(),
+                        },
+                        None,
+                    )
+                    .await
+                    .unwrap();
+                ids.push(release.id);
+            }
+        }
+        // The running release is an old one (rolled back to, say).
+        store.promote_release(app.id, ids[1]).await.unwrap();
+        let app = store.app(&app.name).await.unwrap().unwrap();
+        let deployer = deployer(engine.clone(), store, dir.path()).await;
+
+        deployer.prune_images(&app).await;
+
+        let mut left = engine.images();
+        left.retain(|i| i.starts_with("slipway/prune"));
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "slipway/prune:1.0.0",
+                "slipway/prune:1.2.0",
+                "slipway/prune:1.3.0",
+                "slipway/prune:1.4.0",
+                "slipway/prune:1.5.0",
+                "slipway/prune:1.6.0",
+            ]
+        );
+    }
+}
