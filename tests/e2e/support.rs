@@ -202,16 +202,18 @@ pub struct Server {
 }
 
 impl Server {
+    /// Waits until `/healthz` answers: the listeners are bound before start-up finishes (the
+    /// admin token is written after), so an open port alone does not mean ready.
     fn wait_healthy(&self, port: u16) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if healthz_ok(port) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!(
-            "slipway server did not listen within 60 s: {}",
+            "slipway server was not healthy within 60 s: {}",
             self.log_text()
         );
     }
@@ -246,6 +248,23 @@ impl Drop for Server {
             self.terminate();
         }
     }
+}
+
+/// One blocking `GET /healthz`, bounded by short timeouts.
+fn healthz_ok(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let timeout = Some(Duration::from_secs(2));
+    if stream.set_read_timeout(timeout).is_err() || stream.set_write_timeout(timeout).is_err() {
+        return false;
+    }
+    let request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let mut answer = String::new();
+    stream.write_all(request).is_ok()
+        && stream.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("HTTP/1.1 200")
 }
 
 /// Removes an app's containers, network, volume and images when the test ends, pass or fail.
