@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Slipway's router vs nginx (Debian) as reverse proxies to the same upstream, in one run, with
+# wrk (Debian): the upstream directly, nginx -> upstream, Slipway -> upstream; a 1 KB and a
+# 1 MB response; plain HTTP (the router has no TLS yet). Prints requests/s, p50 and p99 of each
+# and the Slipway/nginx ratios. Everything listens on 127.0.0.1 and stops at the end.
+#
+#   DURATION=10s CONNECTIONS=32 deploy/bench/router.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+command -v nginx >/dev/null || { echo "install nginx: apt-get install nginx-light" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "install wrk: apt-get install wrk" >&2; exit 1; }
+duration=${DURATION:-10s}
+connections=${CONNECTIONS:-32}
+router=${ROUTER_BIN:-$PWD/target/release/examples/route_to}
+[ -x "$router" ] || { echo "build it first: cargo build --release -p slipway-router --example route_to" >&2; exit 1; }
+
+tmp=$(mktemp -d)
+chmod 755 "$tmp"
+mkdir -p "$tmp/www" "$tmp/logs"
+head -c 1024 /dev/zero | tr '\0' 'a' > "$tmp/www/small"
+head -c 1048576 /dev/zero | tr '\0' 'b' > "$tmp/www/large"
+chmod -R a+rX "$tmp/www"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+upstream=$(free_port) nginx_proxy=$(free_port) slipway=$(free_port)
+
+cat > "$tmp/nginx.conf" <<CONF
+worker_processes auto;
+pid $tmp/nginx.pid;
+error_log $tmp/logs/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    keepalive_requests 100000;
+    upstream app { server 127.0.0.1:$upstream; keepalive 64; }
+    server { listen 127.0.0.1:$upstream; root $tmp/www; }
+    server {
+        listen 127.0.0.1:$nginx_proxy;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+        }
+    }
+}
+CONF
+nginx -p "$tmp" -c "$tmp/nginx.conf" -g 'daemon off;' &
+nginx_pid=$!
+"$router" "127.0.0.1:$slipway" bench.localhost "127.0.0.1:$upstream" 2>"$tmp/logs/router.log" &
+router_pid=$!
+trap 'kill $nginx_pid $router_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+for _ in $(seq 1 50); do
+    curl -fs -o /dev/null -H "Host: bench.localhost" "http://127.0.0.1:$slipway/small" \
+        && curl -fs -o /dev/null "http://127.0.0.1:$nginx_proxy/small" && break
+    sleep 0.1
+done
+
+# run NAME PORT FILE: prints "requests/s p50 p99" (latencies in ms)
+run() {
+    local out
+    out=$(wrk -t2 -c"$connections" -d"$duration" --latency -H "Host: bench.localhost" "http://127.0.0.1:$2/$3")
+    if grep -q "Non-2xx" <<<"$out"; then echo "$1 $3: non-2xx responses" >&2; exit 1; fi
+    awk '
+        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+        /Requests\/sec/ { rps = $2 }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        END { printf "%.0f %.2f %.2f\n", rps, p50, p99 }' <<<"$out"
+}
+
+printf '%-8s %-8s %12s %10s %10s\n' size target "requests/s" "p50 ms" "p99 ms"
+for file in small large; do
+    read -r d_rps d_p50 d_p99 < <(run direct "$upstream" "$file")
+    read -r n_rps n_p50 n_p99 < <(run nginx "$nginx_proxy" "$file")
+    read -r s_rps s_p50 s_p99 < <(run slipway "$slipway" "$file")
+    printf '%-8s %-8s %12s %10s %10s\n' "$file" direct "$d_rps" "$d_p50" "$d_p99"
+    printf '%-8s %-8s %12s %10s %10s\n' "$file" nginx "$n_rps" "$n_p50" "$n_p99"
+    printf '%-8s %-8s %12s %10s %10s\n' "$file" slipway "$s_rps" "$s_p50" "$s_p99"
+    python3 - "$s_rps" "$n_rps" "$s_p99" "$n_p99" "$d_rps" "$file" <<'PY'
+import sys
+s, n, sp, np_, d, f = sys.argv[1:]
+s, n, sp, np_, d = map(float, (s, n, sp, np_, d))
+print(f"{f}: slipway/nginx throughput {s / n:.2f}x, p99 {sp / np_:.2f}x; slipway overhead vs direct {100 * (1 - s / d):.0f}% throughput")
+PY
+done
