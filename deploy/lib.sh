@@ -36,10 +36,16 @@ start_dockerd() {
     die "dockerd did not start within 60 s: see /var/log/slipway-dockerd.log"
 }
 
-# ensure_stack BINARY IMAGE: builds the stack image with `slipway stack:build` when missing.
+# ensure_stack BINARY IMAGE...: runs `slipway stack:build` when any of the images (the stack,
+# then the add-on images) is missing; it builds only what is missing.
 ensure_stack() {
-    local bin=$1 image=$2
-    if docker image inspect "$image" >/dev/null 2>&1; then return 0; fi
-    say "building the stack image $image (a few minutes, once)"
-    as_root "$bin" stack:build --image "$image"
+    local bin=$1 image
+    shift
+    for image in "$@"; do
+        if ! docker image inspect "$image" >/dev/null 2>&1; then
+            say "building the stack and add-on images (a few minutes, once)"
+            as_root "$bin" stack:build --image "$1"
+            return
+        fi
+    done
 }

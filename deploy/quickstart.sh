@@ -11,7 +11,7 @@ start_dockerd
 say "building slipway (release)"
 cargo build --release -p slipway
 bin=target/release/slipway
-ensure_stack "$bin" slipway/stack:trixie
+ensure_stack "$bin" slipway/stack:trixie slipway/postgres:17 slipway/redis:8
 
 args=(server --api-listen 127.0.0.1:7070 --http-listen 127.0.0.1:8080 --apps-domain localhost)
 # Trust the machine's CA bundle in builds, so pip and npm work behind TLS-intercepting proxies.

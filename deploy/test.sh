@@ -11,7 +11,7 @@ start_dockerd
 
 say "building slipway"
 cargo build -p slipway
-ensure_stack target/debug/slipway slipway/stack:trixie
+ensure_stack target/debug/slipway slipway/stack:trixie slipway/postgres:17 slipway/redis:8
 
 say "checking format and lints"
 cargo fmt --all --check

@@ -29,7 +29,7 @@ const STACK_PACKAGES: &[&str] = &[
     "tini",
 ];
 
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// How many lines of a failing command's output are repeated in the stream.
 const TAIL_LINES: usize = 40;
@@ -77,11 +77,46 @@ fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> StackError 
     move |source| StackError::Io { context, source }
 }
 
+/// What goes into an image beyond debootstrap's minbase: the stack image and the add-on
+/// images differ only in this.
+pub(crate) struct Recipe {
+    /// Names the scratch root filesystem, so two recipes never share one.
+    pub name: &'static str,
+    /// Installed with apt inside the chroot.
+    pub packages: &'static [&'static str],
+    /// Run in the chroot before the packages go in: users whose ids must be fixed are
+    /// created here, because a package's postinst would pick a free system id instead.
+    pub before: Option<Step>,
+    /// Files written into the root filesystem after the packages: path, contents, mode.
+    pub files: &'static [(&'static str, &'static str, u32)],
+    /// Run in the chroot last.
+    pub after: Step,
+    pub config: ImageConfig,
+}
+
+/// A shell script run in the chroot, announced by `message`; `name` is how an error calls it.
+pub(crate) struct Step {
+    pub name: &'static str,
+    pub message: &'static str,
+    pub script: &'static str,
+}
+
 /// Debootstraps `options.suite`, provisions it and imports it as `options.reference`,
 /// streaming progress lines to `output`.
 pub async fn build_stack(
     engine: &dyn ContainerEngine,
     options: &StackOptions,
+    output: &Sender<String>,
+) -> Result<(), StackError> {
+    build_image(engine, options, &stack_recipe(&options.suite), output).await
+}
+
+/// Builds `recipe` on a fresh debootstrap of `options.suite` and imports it as
+/// `options.reference`.
+pub(crate) async fn build_image(
+    engine: &dyn ContainerEngine,
+    options: &StackOptions,
+    recipe: &Recipe,
     output: &Sender<String>,
 ) -> Result<(), StackError> {
     let started = Instant::now();
@@ -98,10 +133,12 @@ pub async fn build_stack(
     };
     engine.ping().await?;
 
-    let rootfs = options.work_dir.join(format!("rootfs-{}", options.suite));
+    let rootfs = options
+        .work_dir
+        .join(format!("rootfs-{}-{}", recipe.name, options.suite));
     let tarball = options
         .work_dir
-        .join(format!("rootfs-{}.tar", options.suite));
+        .join(format!("rootfs-{}-{}.tar", recipe.name, options.suite));
     tokio::fs::create_dir_all(&options.work_dir)
         .await
         .map_err(io_error(format!(
@@ -110,7 +147,7 @@ pub async fn build_stack(
         )))?;
     remove_tree(&rootfs).await?;
 
-    let result = build_in(engine, options, &mirror, &rootfs, &tarball, output).await;
+    let result = build_in(engine, options, recipe, &mirror, &rootfs, &tarball, output).await;
     let cleanup = cleanup(&options.work_dir, &rootfs, &tarball).await;
     result?;
     cleanup?;
@@ -129,6 +166,7 @@ pub async fn build_stack(
 async fn build_in(
     engine: &dyn ContainerEngine,
     options: &StackOptions,
+    recipe: &Recipe,
     mirror: &str,
     rootfs: &Path,
     tarball: &Path,
@@ -150,7 +188,7 @@ async fn build_in(
     })
     .await?;
 
-    provision(rootfs, output).await?;
+    provision(rootfs, recipe, output).await?;
 
     say(output, "-----> Packing the root filesystem".to_owned()).await;
     let (source, destination) = (rootfs.to_owned(), tarball.to_owned());
@@ -168,18 +206,18 @@ async fn build_in(
 
     say(output, format!("-----> Importing as {}", options.reference)).await;
     engine
-        .import_image(
-            &options.reference,
-            tarball,
-            &stack_image_config(&options.suite),
-        )
+        .import_image(&options.reference, tarball, &recipe.config)
         .await?;
     Ok(())
 }
 
 /// Runs apt and user setup inside the chroot with /proc mounted, unmounting it whatever
 /// happens.
-async fn provision(rootfs: &Path, output: &Sender<String>) -> Result<(), StackError> {
+async fn provision(
+    rootfs: &Path,
+    recipe: &Recipe,
+    output: &Sender<String>,
+) -> Result<(), StackError> {
     let resolv = rootfs.join("etc/resolv.conf");
     tokio::fs::remove_file(&resolv).await.ok();
     tokio::fs::copy("/etc/resolv.conf", &resolv)
@@ -187,10 +225,10 @@ async fn provision(rootfs: &Path, output: &Sender<String>) -> Result<(), StackEr
         .map_err(io_error("copying /etc/resolv.conf into the chroot"))?;
     // Keeps package scripts from starting services inside the chroot.
     let policy = rootfs.join("usr/sbin/policy-rc.d");
-    write_executable(&policy, "#!/bin/sh\nexit 101\n").await?;
+    write_file(&policy, "#!/bin/sh\nexit 101\n", 0o755).await?;
 
     let mut proc_mount = ProcMount::mount(rootfs, output).await?;
-    let result = provision_mounted(rootfs, output).await;
+    let result = provision_mounted(rootfs, recipe, output).await;
     let unmounted = proc_mount.unmount().await;
     result?;
     unmounted?;
@@ -208,7 +246,11 @@ async fn provision(rootfs: &Path, output: &Sender<String>) -> Result<(), StackEr
     Ok(())
 }
 
-async fn provision_mounted(rootfs: &Path, output: &Sender<String>) -> Result<(), StackError> {
+async fn provision_mounted(
+    rootfs: &Path,
+    recipe: &Recipe,
+    output: &Sender<String>,
+) -> Result<(), StackError> {
     say(output, "-----> Updating package lists".to_owned()).await;
     run_step(
         "apt-get update",
@@ -218,9 +260,13 @@ async fn provision_mounted(rootfs: &Path, output: &Sender<String>) -> Result<(),
     )
     .await?;
 
+    if let Some(before) = &recipe.before {
+        run_script(rootfs, before, output).await?;
+    }
+
     say(
         output,
-        format!("-----> Installing {}", STACK_PACKAGES.join(" ")),
+        format!("-----> Installing {}", recipe.packages.join(" ")),
     )
     .await;
     let mut install = vec![
@@ -231,7 +277,7 @@ async fn provision_mounted(rootfs: &Path, output: &Sender<String>) -> Result<(),
         "-o",
         "Dpkg::Use-Pty=0",
     ];
-    install.extend_from_slice(STACK_PACKAGES);
+    install.extend_from_slice(recipe.packages);
     run_step(
         "apt-get install",
         chroot(rootfs, &install),
@@ -245,18 +291,17 @@ async fn provision_mounted(rootfs: &Path, output: &Sender<String>) -> Result<(),
     )
     .await?;
 
-    say(
-        output,
-        "-----> Creating user app (uid 1000, home /app)".to_owned(),
-    )
-    .await;
-    let setup = "groupadd --gid 1000 app \
-        && useradd --uid 1000 --gid 1000 --home-dir /app --no-create-home --shell /bin/bash app \
-        && install -d -o app -g app -m 0755 /app /cache \
-        && apt-get clean";
+    for (path, contents, mode) in recipe.files {
+        write_file(&rootfs.join(path), contents, *mode).await?;
+    }
+    run_script(rootfs, &recipe.after, output).await
+}
+
+async fn run_script(rootfs: &Path, step: &Step, output: &Sender<String>) -> Result<(), StackError> {
+    say(output, format!("-----> {}", step.message)).await;
     run_step(
-        "creating user app",
-        chroot(rootfs, &["/bin/sh", "-c", setup]),
+        step.name,
+        chroot(rootfs, &["/bin/sh", "-c", step.script]),
         output,
         |_| true,
     )
@@ -390,16 +435,30 @@ async fn say(output: &Sender<String>, line: String) {
     output.send(line).await.ok();
 }
 
-fn stack_image_config(suite: &str) -> ImageConfig {
-    ImageConfig {
-        working_dir: Some("/app".to_owned()),
-        env: BTreeMap::from([
-            ("PATH".to_owned(), PATH.to_owned()),
-            ("LANG".to_owned(), "C.UTF-8".to_owned()),
-        ]),
-        cmd: vec!["/bin/bash".to_owned()],
-        labels: BTreeMap::from([("slipway.stack".to_owned(), suite.to_owned())]),
-        ..ImageConfig::default()
+fn stack_recipe(suite: &str) -> Recipe {
+    Recipe {
+        name: "stack",
+        packages: STACK_PACKAGES,
+        before: None,
+        files: &[],
+        after: Step {
+            name: "creating user app",
+            message: "Creating user app (uid 1000, home /app)",
+            script: "groupadd --gid 1000 app \
+                && useradd --uid 1000 --gid 1000 --home-dir /app --no-create-home --shell /bin/bash app \
+                && install -d -o app -g app -m 0755 /app /cache \
+                && apt-get clean",
+        },
+        config: ImageConfig {
+            working_dir: Some("/app".to_owned()),
+            env: BTreeMap::from([
+                ("PATH".to_owned(), PATH.to_owned()),
+                ("LANG".to_owned(), "C.UTF-8".to_owned()),
+            ]),
+            cmd: vec!["/bin/bash".to_owned()],
+            labels: BTreeMap::from([("slipway.stack".to_owned(), suite.to_owned())]),
+            ..ImageConfig::default()
+        },
     }
 }
 
@@ -528,14 +587,22 @@ fn normalize_mirror(uri: &str) -> String {
     uri.trim_end_matches('/').to_owned()
 }
 
-async fn write_executable(path: &Path, content: &str) -> Result<(), StackError> {
+async fn write_file(path: &Path, content: &str, mode: u32) -> Result<(), StackError> {
     use std::os::unix::fs::PermissionsExt;
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(io_error(format!("creating `{}`", parent.display())))?;
+    }
     tokio::fs::write(path, content)
         .await
         .map_err(io_error(format!("writing `{}`", path.display())))?;
-    tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+    tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .await
-        .map_err(io_error(format!("making `{}` executable", path.display())))
+        .map_err(io_error(format!(
+            "setting the mode of `{}`",
+            path.display()
+        )))
 }
 
 async fn empty_dir(dir: &Path) -> Result<(), StackError> {

@@ -179,6 +179,68 @@ pub enum ClientCommand {
         #[arg(value_name = "TYPE")]
         process: String,
     },
+    /// List the app's add-ons
+    Addons,
+    /// Create a Postgres or Redis server for the app and set its URL config var
+    ///
+    /// The first Postgres add-on sets DATABASE_URL and the first Redis one REDIS_URL; later
+    /// ones set <NAME>_URL. Setting it cuts a release, like config:set.
+    #[command(name = "addons:create")]
+    AddonsCreate {
+        /// `postgres` or `redis`
+        #[arg(value_name = "TYPE")]
+        kind: String,
+        /// The add-on's name [default: <TYPE>-<n>]
+        #[arg(long = "as", value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Show an add-on: state, version, size on disk, connections
+    #[command(name = "addons:info")]
+    AddonsInfo {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Destroy an add-on and its data, after a final backup of a Postgres one
+    #[command(name = "addons:destroy")]
+    AddonsDestroy {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// The add-on's name again, to confirm
+        #[arg(long, value_name = "NAME")]
+        confirm: Option<String>,
+    },
+    /// List backups of the app's Postgres add-ons, or of one (a destroyed one's too)
+    #[command(name = "pg:backups")]
+    PgBackups {
+        #[arg(value_name = "DATABASE")]
+        database: Option<String>,
+    },
+    /// Back up a Postgres add-on now [default: the one behind DATABASE_URL]
+    #[command(name = "pg:backups:capture")]
+    PgBackupsCapture {
+        #[arg(value_name = "DATABASE")]
+        database: Option<String>,
+    },
+    /// Replace a Postgres add-on's data with a backup [default: its latest good one]
+    #[command(name = "pg:backups:restore")]
+    PgBackupsRestore {
+        #[arg(value_name = "ID")]
+        id: Option<String>,
+        #[arg(value_name = "DATABASE")]
+        database: Option<String>,
+    },
+    /// Open psql on a Postgres add-on [default: the one behind DATABASE_URL]
+    #[command(name = "pg:psql")]
+    PgPsql {
+        #[arg(value_name = "DATABASE")]
+        database: Option<String>,
+        /// Run this SQL and exit, instead of an interactive session
+        #[arg(short = 'c', long = "command", value_name = "SQL")]
+        sql: Option<String>,
+        /// Give it no terminal, even when this is one
+        #[arg(long)]
+        no_tty: bool,
+    },
 }
 
 /// The client alone, for programs that want no server subcommands.
@@ -396,6 +458,42 @@ mod tests {
     #[test]
     fn set_and_unset_need_at_least_one_argument() {
         for command in ["config:set", "config:unset", "config:get", "apps:create"] {
+            let err = parse(&[command]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument, "{command}");
+        }
+    }
+
+    #[test]
+    fn addon_commands_take_heroku_style_arguments() {
+        let cli = parse(&["addons:create", "postgres", "--as", "main"]).unwrap();
+        assert!(
+            matches!(cli.command, ClientCommand::AddonsCreate { kind, name }
+            if kind == "postgres" && name.as_deref() == Some("main"))
+        );
+        let cli = parse(&["addons:destroy", "main", "--confirm", "main"]).unwrap();
+        assert!(
+            matches!(cli.command, ClientCommand::AddonsDestroy { name, confirm }
+            if name == "main" && confirm.as_deref() == Some("main"))
+        );
+        let cli = parse(&["pg:backups:restore", "b001", "main"]).unwrap();
+        assert!(
+            matches!(cli.command, ClientCommand::PgBackupsRestore { id, database }
+            if id.as_deref() == Some("b001") && database.as_deref() == Some("main"))
+        );
+        let cli = parse(&["pg:backups:restore"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            ClientCommand::PgBackupsRestore {
+                id: None,
+                database: None
+            }
+        ));
+        let cli = parse(&["pg:psql", "-c", "select 1"]).unwrap();
+        assert!(
+            matches!(cli.command, ClientCommand::PgPsql { database: None, sql, no_tty: false }
+            if sql.as_deref() == Some("select 1"))
+        );
+        for command in ["addons:create", "addons:info", "addons:destroy"] {
             let err = parse(&[command]).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument, "{command}");
         }

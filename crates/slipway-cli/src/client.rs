@@ -1,6 +1,7 @@
 //! A typed client for the REST API: one method per route, the JSON bodies of
 //! `slipway_types::api`, and errors that say what went wrong in the user's terms.
 
+mod addons;
 mod logs;
 mod runs;
 mod sse;

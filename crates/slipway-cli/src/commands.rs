@@ -1,5 +1,6 @@
 //! One module per resource; `dispatch` maps each subcommand to its function.
 
+mod addons;
 mod apps;
 mod auth;
 mod builds;
@@ -60,5 +61,27 @@ pub(crate) async fn dispatch(
         ClientCommand::PsResize { changes } => ps::resize(session, &changes).await,
         ClientCommand::PsRestart { process } => ps::restart(session, process.as_deref()).await,
         ClientCommand::PsStop { process } => ps::stop(session, &process).await,
+        ClientCommand::Addons => addons::list(session).await,
+        ClientCommand::AddonsCreate { kind, name } => {
+            addons::create(session, &kind, name.as_deref()).await
+        }
+        ClientCommand::AddonsInfo { name } => addons::info(session, &name).await,
+        ClientCommand::AddonsDestroy { name, confirm } => {
+            addons::destroy(session, &name, confirm.as_deref()).await
+        }
+        ClientCommand::PgBackups { database } => {
+            addons::backups(session, database.as_deref()).await
+        }
+        ClientCommand::PgBackupsCapture { database } => {
+            addons::capture(session, database.as_deref()).await
+        }
+        ClientCommand::PgBackupsRestore { id, database } => {
+            addons::restore(session, id.as_deref(), database.as_deref()).await
+        }
+        ClientCommand::PgPsql {
+            database,
+            sql,
+            no_tty,
+        } => addons::psql(session, database.as_deref(), sql.as_deref(), no_tty).await,
     }
 }

@@ -9,6 +9,7 @@ use slipway_store::{App, Store};
 use slipway_types::AppName;
 use slipway_types::api::AppInfo;
 
+use crate::addons::Addons;
 use crate::auth::{Caller, TokenSigner};
 use crate::config::ServerConfig;
 use crate::deployer::Deployer;
@@ -27,6 +28,7 @@ pub struct Platform {
     pub builds: BuildQueue,
     pub runs: Runs,
     pub logs: Arc<LogHub>,
+    pub addons: Addons,
 }
 
 #[derive(Clone)]

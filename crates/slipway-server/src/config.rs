@@ -50,6 +50,15 @@ pub struct ServerArgs {
     /// How long a Procfile `release:` command may run, like `90s`, `30m` or `2h` [default: 30m]
     #[arg(long, env = "SLIPWAY_RELEASE_TIMEOUT")]
     pub release_timeout: Option<String>,
+    /// Image of Postgres add-ons [default: slipway/postgres:17]
+    #[arg(long, env = "SLIPWAY_POSTGRES_IMAGE")]
+    pub postgres_image: Option<String>,
+    /// Image of Redis add-ons [default: slipway/redis:8]
+    #[arg(long, env = "SLIPWAY_REDIS_IMAGE")]
+    pub redis_image: Option<String>,
+    /// Days the daily Postgres backups are kept under <data-dir>/backups [default: 7]
+    #[arg(long, env = "SLIPWAY_BACKUP_RETENTION")]
+    pub backup_retention: Option<u32>,
 }
 
 /// The same settings as they appear in the TOML file.
@@ -68,6 +77,9 @@ struct FileConfig {
     build_concurrency: Option<usize>,
     log_lines: Option<usize>,
     release_timeout: Option<String>,
+    postgres_image: Option<String>,
+    redis_image: Option<String>,
+    backup_retention: Option<u32>,
 }
 
 /// The validated configuration the server runs with.
@@ -85,6 +97,10 @@ pub struct ServerConfig {
     /// Lines of each app's log that `slipway logs` can show, kept across restarts.
     pub log_lines: usize,
     pub release_timeout: Duration,
+    pub postgres_image: String,
+    pub redis_image: String,
+    /// How long scheduled backups are kept.
+    pub backup_retention: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +191,13 @@ impl ServerArgs {
                 message: format!("must be between 100 and 1000000, not {log_lines}"),
             });
         }
+        let backup_retention = self.backup_retention.or(file.backup_retention).unwrap_or(7);
+        if !(1..=3650).contains(&backup_retention) {
+            return Err(ConfigError::Invalid {
+                setting: "--backup-retention",
+                message: format!("must be between 1 and 3650 days, not {backup_retention}"),
+            });
+        }
         let master_key_file = self
             .master_key_file
             .or(file.master_key_file)
@@ -199,6 +222,15 @@ impl ServerArgs {
             build_concurrency,
             log_lines,
             release_timeout,
+            postgres_image: self
+                .postgres_image
+                .or(file.postgres_image)
+                .unwrap_or_else(|| "slipway/postgres:17".into()),
+            redis_image: self
+                .redis_image
+                .or(file.redis_image)
+                .unwrap_or_else(|| "slipway/redis:8".into()),
+            backup_retention: Duration::from_secs(u64::from(backup_retention) * 24 * 3600),
             data_dir,
         })
     }
@@ -297,6 +329,49 @@ mod tests {
         assert_eq!(config.stack_image, "slipway/stack:trixie");
         assert_eq!(config.app_url("hello"), "http://hello.localhost");
         assert_eq!(config.release_timeout, Duration::from_secs(1800));
+        assert_eq!(config.postgres_image, "slipway/postgres:17");
+        assert_eq!(config.redis_image, "slipway/redis:8");
+        assert_eq!(config.backup_retention, Duration::from_secs(7 * 24 * 3600));
+    }
+
+    #[test]
+    fn addon_settings_come_from_flag_or_file_and_retention_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("slipway.toml");
+        std::fs::write(
+            &file,
+            "postgres-image = \"pg:file\"\nredis-image = \"redis:file\"\nbackup-retention = 30\n",
+        )
+        .unwrap();
+        let from_file = ServerArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        let config = from_file.clone().resolve().unwrap();
+        assert_eq!(config.postgres_image, "pg:file");
+        assert_eq!(config.redis_image, "redis:file");
+        assert_eq!(config.backup_retention, Duration::from_secs(30 * 24 * 3600));
+        let config = ServerArgs {
+            postgres_image: Some("pg:flag".into()),
+            backup_retention: Some(1),
+            ..from_file
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(config.postgres_image, "pg:flag");
+        assert_eq!(config.backup_retention, Duration::from_secs(24 * 3600));
+        for bad in [0, 3651] {
+            let err = ServerArgs {
+                backup_retention: Some(bad),
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap_err();
+            assert!(
+                err.to_string().starts_with("--backup-retention"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

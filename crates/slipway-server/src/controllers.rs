@@ -1,5 +1,6 @@
 //! One module per resource; `router.rs` lists every route.
 
+pub mod addons;
 pub mod apps;
 pub mod builds;
 pub mod config;

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod addons;
 mod app;
 mod auth;
 pub mod config;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use slipway_addons::AddonImages;
 use slipway_builder::{Builder, BuilderConfig};
 use slipway_engine::{ContainerEngine, DockerEngine};
 use slipway_git::{HookListener, Repos};
@@ -28,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{ServerArgs, ServerConfig};
 
+use crate::addons::{Addons, AddonsConfig};
 use crate::app::{AppState, Platform};
 use crate::auth::{TokenSigner, instance_id, load_or_create_master_key, write_secret_file};
 use crate::deployer::{Deployer, DeployerConfig};
@@ -120,6 +123,18 @@ pub async fn run(
         )?,
         builds: BuildQueue::new(config.build_concurrency),
         runs: Runs::new(engine.clone(), instance_id(&master_key)),
+        addons: Addons::new(
+            engine.clone(),
+            &master_key,
+            AddonsConfig {
+                images: AddonImages {
+                    postgres: config.postgres_image.clone(),
+                    redis: config.redis_image.clone(),
+                },
+                backups_dir: config.data_dir.join("backups"),
+                retention: config.backup_retention,
+            },
+        ),
         logs,
         store,
         signer,
@@ -136,6 +151,7 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(push::serve_pushes(platform.clone(), hooks));
     tasks.spawn(reconcile_loop(platform.clone(), shutdown.clone()));
+    tasks.spawn(addons::run(platform.clone(), shutdown.clone()));
     let logs_shutdown = shutdown.clone();
     let logs = platform.logs.clone();
     tasks.spawn(async move {
@@ -197,10 +213,12 @@ fn shell_path(path: &Path) -> String {
     path.display().to_string().replace('"', "\\\"")
 }
 
-/// Builds and releases a crash left half-done are failed: their pushes already failed.
+/// Builds, releases and backups a crash left half-done are failed: their pushes already
+/// failed, and a backup cut short is no backup.
 async fn recover_interrupted(store: &Store) -> anyhow::Result<()> {
     let note = "interrupted by a server restart";
     store.fail_unfinished_builds(note).await?;
+    store.fail_running_backups(note).await?;
     for app in store.apps().await? {
         for release in store.releases(app.id).await? {
             if release.status == ReleaseStatus::Pending && Some(release.id) != app.current_release {

@@ -6,7 +6,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 use crate::controllers::{
-    apps, builds, config, formation, git, health, logs, releases, runs, whoami,
+    addons, apps, builds, config, formation, git, health, logs, releases, runs, whoami,
 };
 use crate::error::ApiError;
 
@@ -33,6 +33,22 @@ pub fn build(state: AppState) -> Router {
         .route("/v1/apps/{app}/logs", get(logs::stream))
         .route("/v1/apps/{app}/runs", post(runs::create))
         .route("/v1/apps/{app}/runs/attach", get(runs::attach))
+        .route(
+            "/v1/apps/{app}/addons",
+            get(addons::list).post(addons::create),
+        )
+        .route(
+            "/v1/apps/{app}/addons/{name}",
+            get(addons::show).delete(addons::destroy),
+        )
+        .route(
+            "/v1/apps/{app}/addons/{name}/backups",
+            get(addons::backups).post(addons::capture),
+        )
+        .route(
+            "/v1/apps/{app}/addons/{name}/backups/{id}/restore",
+            post(addons::restore),
+        )
         .route("/git/{repo}/{*rest}", any(git::serve))
         .fallback(async || ApiError::not_found("no such API endpoint"))
         .layer(TraceLayer::new_for_http())

@@ -37,6 +37,17 @@ pub struct RunRequest {
     pub command: Vec<String>,
     /// A terminal for the process, when the client has one.
     pub tty: Option<Terminal>,
+    pub launch: Launch,
+}
+
+/// How the command starts in its container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launch {
+    /// Through the release's launcher: as user `app` in `/app`, `.profile.d` sourced.
+    Release,
+    /// The words as the program and its arguments, as the image's user: an image that is not
+    /// a release's, like an add-on's for `pg:psql`.
+    Direct,
 }
 
 /// The client's terminal, as far as the process needs to know it.
@@ -323,7 +334,9 @@ fn run_spec(
     env.insert("DYNO".into(), dyno);
     env.insert("SLIPWAY_APP".into(), request.app.to_string());
     env.insert("SLIPWAY_RELEASE".into(), request.release.clone());
-    env.insert("HOME".into(), "/app".into());
+    if request.launch == Launch::Release {
+        env.insert("HOME".into(), "/app".into());
+    }
     if let Some(term) = request.tty.as_ref().and_then(|tty| tty.term.clone()) {
         env.insert("TERM".into(), term);
     }
@@ -333,15 +346,23 @@ fn run_spec(
     container_labels.insert(labels::INDEX.into(), number.to_string());
     container_labels.insert(labels::ROLE.into(), ROLE.into());
     container_labels.insert(MODE_LABEL.into(), mode.label().into());
+    let (cmd, user, working_dir) = match request.launch {
+        Launch::Release => (
+            slipway_builder::launch_command(&command_line(&request.command)),
+            Some("app".into()),
+            Some("/app".into()),
+        ),
+        Launch::Direct => (request.command.clone(), None, None),
+    };
     ContainerSpec {
         name: format!("slipway-{}-run-{number}", request.app),
         image: request.image.clone(),
-        cmd: slipway_builder::launch_command(&command_line(&request.command)),
+        cmd,
         env,
         labels: container_labels,
         network: Some(network_name(&request.app)),
-        user: Some("app".into()),
-        working_dir: Some("/app".into()),
+        user,
+        working_dir,
         memory_bytes: Some(RUN_MEMORY),
         tty: request.tty.is_some(),
         stdin_open: mode == Mode::Attached,
@@ -415,6 +436,7 @@ mod tests {
             config: BTreeMap::from([("GREETING".into(), "hi".into())]),
             command: command.iter().map(|word| (*word).to_owned()).collect(),
             tty: None,
+            launch: Launch::Release,
         }
     }
 
@@ -527,6 +549,23 @@ mod tests {
         );
         assert!(!detached.tty && !detached.stdin_open);
         assert!(!detached.env.contains_key("TERM"));
+    }
+
+    #[test]
+    fn a_direct_run_passes_its_words_as_they_are_as_the_images_user() {
+        let request = RunRequest {
+            image: "slipway/postgres:17".into(),
+            launch: Launch::Direct,
+            ..self::request(&["psql", "-c", "select 1"])
+        };
+        let spec = run_spec(&request, 2, Mode::Attached, labels_of("hello"));
+        assert_eq!(spec.cmd, ["psql", "-c", "select 1"]);
+        assert_eq!(spec.image, "slipway/postgres:17");
+        assert_eq!((spec.user, spec.working_dir), (None, None));
+        assert!(!spec.env.contains_key("HOME"));
+        assert_eq!(spec.env["DYNO"], "run.2");
+        assert_eq!(spec.labels[labels::ROLE], "run");
+        assert_eq!(spec.network.as_deref(), Some("slipway-hello"));
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod addons;
 mod apps;
 mod audit;
 mod builds;
@@ -19,6 +20,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use addons::{Addon, Backup, BackupOutcome, NewAddon};
 pub use apps::App;
 pub use audit::{AuditEvent, NewAuditEvent};
 pub use builds::Build;

@@ -351,6 +351,11 @@ pub struct AttachRun {
     /// The client terminal's size, with `tty`.
     pub rows: Option<u16>,
     pub cols: Option<u16>,
+    /// Run in this Postgres add-on's image with its connection settings (`PGHOST` …
+    /// `PGPASSWORD`) instead of the release's image and config: how `pg:psql` reaches
+    /// `psql`, which the stack image does not have.
+    #[serde(default)]
+    pub addon: Option<String>,
 }
 
 /// First byte of an output frame of an attached run: the rest was printed on stdout.
@@ -378,6 +383,156 @@ pub enum RunEvent {
     Failed { message: String },
 }
 
+/// `POST /v1/apps/{app}/addons`. Kind and name are plain strings so the server can say what
+/// is wrong with them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateAddon {
+    /// `postgres` or `redis`.
+    pub kind: String,
+    /// The add-on's name (`--as`); by default `<kind>-<n>`, the lowest `n` not taken.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// One add-on of an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddonInfo {
+    pub name: String,
+    pub kind: String,
+    /// The config var that holds its URL: `DATABASE_URL`, `REDIS_URL` or `<NAME>_URL`.
+    pub config_var: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// `GET /v1/apps/{app}/addons/{name}`: the add-on and how its server is doing now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddonDetail {
+    #[serde(flatten)]
+    pub addon: AddonInfo,
+    pub running: bool,
+    /// The server's version, like `17.6`, when it answers.
+    pub version: Option<String>,
+    /// Bytes the data takes on disk, when the server answers.
+    pub size_bytes: Option<u64>,
+    /// Open client connections, when the server answers.
+    pub connections: Option<u32>,
+    /// Why the status is incomplete, when the server could not be asked.
+    pub error: Option<String>,
+}
+
+/// Answer to creating or destroying an add-on: the add-on, the release that set or removed
+/// its config var (none when the app has no release yet), and for a destroyed Postgres
+/// add-on the final backup kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddonChanged {
+    pub addon: AddonInfo,
+    pub release: Option<String>,
+    #[serde(default)]
+    pub final_backup: Option<BackupInfo>,
+}
+
+/// Why a backup was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupTrigger {
+    /// `pg:backups:capture`; ids start with `b`.
+    Manual,
+    /// The daily backup; ids start with `a`. Older than the retention, these are removed.
+    Scheduled,
+    /// Taken before the add-on was destroyed; ids start with `f`.
+    Final,
+}
+
+impl BackupTrigger {
+    pub const ALL: [BackupTrigger; 3] = [Self::Manual, Self::Scheduled, Self::Final];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupTrigger::Manual => "manual",
+            BackupTrigger::Scheduled => "scheduled",
+            BackupTrigger::Final => "final",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|trigger| trigger.as_str() == s)
+    }
+
+    /// The letter that starts the ids of its backups, as in Heroku (`b001`, `a002`).
+    pub fn prefix(self) -> char {
+        match self {
+            BackupTrigger::Manual => 'b',
+            BackupTrigger::Scheduled => 'a',
+            BackupTrigger::Final => 'f',
+        }
+    }
+}
+
+impl fmt::Display for BackupTrigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl BackupStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupStatus::Running => "running",
+            BackupStatus::Succeeded => "succeeded",
+            BackupStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Running, Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|status| status.as_str() == s)
+    }
+}
+
+impl fmt::Display for BackupStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One backup of a Postgres add-on, kept under `<data-dir>/backups/<app>/` on the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupInfo {
+    /// `b001`: the trigger's letter and a number counting the app's backups.
+    pub id: String,
+    /// The add-on it was taken of; backups outlive it.
+    pub addon: String,
+    pub trigger: BackupTrigger,
+    pub status: BackupStatus,
+    /// The dump's file name in the app's backup folder, once it succeeded.
+    pub file: Option<String>,
+    pub size_bytes: Option<u64>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// Answer to `POST /v1/apps/{app}/addons/{name}/backups/{id}/restore`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreInfo {
+    /// The add-on restored into.
+    pub addon: String,
+    pub backup: BackupInfo,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,6 +551,25 @@ mod tests {
         }
         assert_eq!(ReleaseStatus::RolledBack.to_string(), "rolled back");
         assert_eq!(BuildStatus::parse("failed"), Some(BuildStatus::Failed));
+    }
+
+    #[test]
+    fn backup_triggers_and_statuses_round_trip() {
+        for trigger in BackupTrigger::ALL {
+            assert_eq!(BackupTrigger::parse(trigger.as_str()), Some(trigger));
+            let json = serde_json::to_string(&trigger).unwrap();
+            assert_eq!(json, format!("\"{}\"", trigger.as_str()));
+        }
+        let prefixes: Vec<char> = BackupTrigger::ALL.iter().map(|t| t.prefix()).collect();
+        assert_eq!(prefixes, ['b', 'a', 'f']);
+        for status in [
+            BackupStatus::Running,
+            BackupStatus::Succeeded,
+            BackupStatus::Failed,
+        ] {
+            assert_eq!(BackupStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(BackupStatus::parse("lost"), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use slipway_cli::{ClientCommand, GlobalOpts};
+use slipway_engine::ContainerEngine;
 use slipway_server::{Listeners, ServerArgs};
 use tokio_util::sync::CancellationToken;
 
@@ -27,7 +28,8 @@ struct Cli {
 enum Command {
     /// Run the platform: API, git receiver, builder, deployer and router
     Server(Box<ServerArgs>),
-    /// Build the stack image from the machine's Debian mirror (needs root and debootstrap)
+    /// Build the stack image and the Postgres and Redis add-on images that are missing, from the
+    /// machine's Debian mirror (needs root and debootstrap)
     #[command(name = "stack:build")]
     StackBuild {
         /// Debian suite to bootstrap
@@ -39,6 +41,15 @@ enum Command {
         /// Debian mirror [default: read from this machine's apt sources]
         #[arg(long)]
         mirror: Option<String>,
+        /// Postgres add-on image to create
+        #[arg(long, default_value = "slipway/postgres:17")]
+        postgres_image: String,
+        /// Redis add-on image to create
+        #[arg(long, default_value = "slipway/redis:8")]
+        redis_image: String,
+        /// Rebuild the images even when they exist
+        #[arg(long)]
+        force: bool,
     },
     /// Run by git as the pre-receive hook of every app repository
     #[command(name = "git-hook", hide = true)]
@@ -82,9 +93,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             suite,
             image,
             mirror,
+            postgres_image,
+            redis_image,
+            force,
         } => {
             init_tracing();
-            stack_build(suite, image, mirror).await?;
+            let addons = [
+                (slipway_builder::AddonImage::Postgres, postgres_image),
+                (slipway_builder::AddonImage::Redis, redis_image),
+            ];
+            stack_build(suite, image, mirror, addons, force).await?;
         }
         Command::GitHook { hook } => {
             anyhow::ensure!(hook == "pre-receive", "unknown git hook `{hook}`");
@@ -98,10 +116,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn stack_build(suite: String, image: String, mirror: Option<String>) -> anyhow::Result<()> {
+/// Builds each of the stack and add-on images that is missing (all of them with `force`).
+async fn stack_build(
+    suite: String,
+    image: String,
+    mirror: Option<String>,
+    addons: [(slipway_builder::AddonImage, String); 2],
+    force: bool,
+) -> anyhow::Result<()> {
     let engine = Arc::new(slipway_engine::DockerEngine::connect().await?);
     let work_dir = tempdir_for_stack()?;
-    let options = slipway_builder::StackOptions {
+    let mut options = slipway_builder::StackOptions {
         reference: image,
         suite,
         mirror,
@@ -113,10 +138,34 @@ async fn stack_build(suite: String, image: String, mirror: Option<String>) -> an
             println!("{line}");
         }
     });
-    let result = slipway_builder::build_stack(engine.as_ref(), &options, &tx).await;
+    let keep = async |reference: &str| -> anyhow::Result<bool> {
+        let exists = !force && engine.image_exists(reference).await?;
+        if exists {
+            tx.send(format!(
+                "-----> {reference} exists; keeping it (--force rebuilds it)"
+            ))
+            .await
+            .ok();
+        }
+        Ok(exists)
+    };
+    let result = async {
+        if !keep(&options.reference).await? {
+            slipway_builder::build_stack(engine.as_ref(), &options, &tx).await?;
+        }
+        for (addon, reference) in addons {
+            if keep(&reference).await? {
+                continue;
+            }
+            options.reference = reference;
+            slipway_builder::build_addon_image(engine.as_ref(), addon, &options, &tx).await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
     drop(tx);
     printer.await.ok();
-    Ok(result?)
+    result
 }
 
 fn tempdir_for_stack() -> anyhow::Result<PathBuf> {

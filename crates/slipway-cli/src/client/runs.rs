@@ -68,11 +68,13 @@ impl Client {
 
     /// Starts `command` with the app's current release, attached: what the writer sends is its
     /// stdin, what the reader receives its output. With a terminal, the process gets a TTY.
+    /// With `addon`, it runs in that Postgres add-on's image, connected to it (`pg:psql`).
     pub async fn attach_run(
         &self,
         app: &str,
         command: &[String],
         terminal: Option<&RunTerminal>,
+        addon: Option<&str>,
     ) -> Result<(RunWriter, RunReader), ClientError> {
         let mut url = self.url(&["v1", "apps", app, "runs", "attach"]);
         let path = url.path().to_owned();
@@ -83,6 +85,9 @@ impl Client {
         {
             let mut pairs = url.query_pairs_mut();
             pairs.append_pair("command", &command);
+            if let Some(addon) = addon {
+                pairs.append_pair("addon", addon);
+            }
             if let Some(terminal) = terminal {
                 pairs.append_pair("tty", "true");
                 if let Some(term) = &terminal.term {

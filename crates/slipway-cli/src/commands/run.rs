@@ -35,16 +35,30 @@ pub(crate) async fn run(
             info.dyno
         ));
     }
+    attached(session, &client, &app, command, None, no_tty).await
+}
+
+/// Runs `command` attached to this terminal and exits with its status. With `addon`, it
+/// runs in that Postgres add-on's image, connected to it (`pg:psql`).
+pub(crate) async fn attached(
+    session: &mut Session<'_>,
+    client: &Client,
+    app: &str,
+    command: &[String],
+    addon: Option<&str>,
+    no_tty: bool,
+) -> anyhow::Result<()> {
     let on_terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let code = if on_terminal && !no_tty {
-        attach_terminal(session, &client, &app, command).await?
+        attach_terminal(session, client, app, command, addon).await?
     } else {
         let stdin = read_stdin();
         let mut stderr = std::io::stderr();
         attach(
-            &client,
-            &app,
+            client,
+            app,
             command,
+            addon,
             None,
             stdin,
             None,
@@ -67,6 +81,7 @@ async fn attach_terminal(
     client: &Client,
     app: &str,
     command: &[String],
+    addon: Option<&str>,
 ) -> anyhow::Result<i64> {
     let terminal = RunTerminal {
         term: std::env::var("TERM").ok().filter(|term| !term.is_empty()),
@@ -82,6 +97,7 @@ async fn attach_terminal(
         client,
         app,
         command,
+        addon,
         Some(terminal),
         stdin,
         Some(resizes),
@@ -104,13 +120,16 @@ async fn attach(
     client: &Client,
     app: &str,
     command: &[String],
+    addon: Option<&str>,
     terminal: Option<RunTerminal>,
     mut stdin: mpsc::Receiver<Vec<u8>>,
     mut resizes: Option<Signal>,
     stdout: &mut (dyn Write + Send),
     stderr: &mut (dyn Write + Send),
 ) -> anyhow::Result<i64> {
-    let (mut writer, mut reader) = client.attach_run(app, command, terminal.as_ref()).await?;
+    let (mut writer, mut reader) = client
+        .attach_run(app, command, terminal.as_ref(), addon)
+        .await?;
     // A send fails only when the connection broke, which the reader reports; so sending
     // stops there and the reader decides how the run ended.
     let send = async {
@@ -337,6 +356,7 @@ mod tests {
             "hello",
             &words(&["sh", "-c", "cat"]),
             None,
+            None,
             stdin,
             None,
             &mut stdout,
@@ -358,6 +378,7 @@ mod tests {
             &client,
             "empty",
             &words(&["true"]),
+            None,
             None,
             stdin,
             None,

@@ -56,6 +56,8 @@ pub async fn destroy(
 ) -> ApiResult<StatusCode> {
     caller.require_write()?;
     let app = state.app_for(&caller, &name).await?;
+    // Before the deploy lock: add-on changes take the add-on's lock first, then this one.
+    crate::addons::destroy_all(&state, &app).await?;
     let _deploying = state.deployer.lock(&app.name).await;
     state
         .deployer

@@ -2,7 +2,8 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use slipway_store::NewRelease;
+use semver::Version;
+use slipway_store::{App, NewRelease};
 use slipway_types::api::{ConfigChanged, ConfigPatch};
 use slipway_types::{Bump, ConfigKey, ConfigVars, next_version};
 
@@ -63,18 +64,51 @@ pub async fn update(
             release: None,
         }));
     }
-    let description = describe(&set, &unset);
     let keys: Vec<&str> = set.keys().chain(&unset).map(ConfigKey::as_str).collect();
-    let detail = keys.join(",");
+    let change = ConfigChange {
+        config: next.clone(),
+        description: describe(&set, &unset),
+        action: "config.update",
+        detail: &keys.join(","),
+    };
+    let release = release_config(&state, &caller, &app, change).await?;
+    Ok(Json(ConfigChanged {
+        config: to_map(&next),
+        release: release.map(|version| version.to_string()),
+    }))
+}
+
+/// A change of an app's config: the release that carries it describes it, the audit log
+/// records it.
+pub struct ConfigChange<'a> {
+    pub config: ConfigVars,
+    pub description: String,
+    pub action: &'a str,
+    pub detail: &'a str,
+}
+
+/// Makes `change.config` the app's config. Before the first release it is only stored (the
+/// first deploy uses it); after, a patch release with the running image and the new config
+/// is cut and rolled out before this returns, and its version returned. The caller holds the
+/// app's deploy lock and knows the config differs.
+pub async fn release_config(
+    state: &AppState,
+    caller: &Caller,
+    app: &App,
+    change: ConfigChange<'_>,
+) -> ApiResult<Option<Version>> {
+    let next = change.config;
     let Some(running) = state.store.current_release(app.id).await? else {
         state.store.set_config(app.id, &next).await?;
         state
-            .audit(&caller, "config.update", app.name.as_str(), Some(&detail))
+            .audit(
+                caller,
+                change.action,
+                app.name.as_str(),
+                Some(change.detail),
+            )
             .await;
-        return Ok(Json(ConfigChanged {
-            config: to_map(&next),
-            release: None,
-        }));
+        return Ok(None);
     };
     let versions = state.store.versions(app.id).await?;
     let version = next_version(&versions, Bump::Patch);
@@ -89,18 +123,23 @@ pub async fn update(
                 processes: running.processes.clone(),
                 app_json: running.app_json.clone(),
                 commit: running.commit.clone(),
-                description,
+                description: change.description,
                 created_by: caller.user.email.clone(),
             },
             Some(&next),
         )
         .await?;
     state
-        .audit(&caller, "config.update", app.name.as_str(), Some(&detail))
+        .audit(
+            caller,
+            change.action,
+            app.name.as_str(),
+            Some(change.detail),
+        )
         .await;
     let outcome = state
         .deployer
-        .deploy(&app, &release, &Progress::none())
+        .deploy(app, &release, &Progress::none())
         .await;
     outcome.map_err(|e| {
         ApiError::deploy_failed(format!(
@@ -108,10 +147,7 @@ pub async fn update(
             running.version
         ))
     })?;
-    Ok(Json(ConfigChanged {
-        config: to_map(&next),
-        release: Some(version.to_string()),
-    }))
+    Ok(Some(version))
 }
 
 fn describe(set: &BTreeMap<ConfigKey, String>, unset: &[ConfigKey]) -> String {

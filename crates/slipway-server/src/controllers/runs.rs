@@ -21,7 +21,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
-use crate::runs::{self, FromClient, RunRequest, Terminal, ToClient};
+use crate::runs::{self, FromClient, Launch, RunRequest, Terminal, ToClient};
 
 /// Output frames waiting for a slow client before the process is held back.
 const OUTPUT_FRAMES: usize = 64;
@@ -69,7 +69,12 @@ pub async fn attach(
         term: query.term,
         size: query.rows.zip(query.cols),
     });
-    let request = run_request(&state, &app, command, tty).await?;
+    let request = match &query.addon {
+        Some(addon) => {
+            crate::controllers::addons::psql_request(&state, &app, addon, command, tty).await?
+        }
+        None => run_request(&state, &app, command, tty).await?,
+    };
     let upgrade = upgrade.map_err(|rejection| {
         ApiError::bad_request(format!(
             "attaching to a run needs a WebSocket connection: {}",
@@ -105,6 +110,7 @@ async fn run_request(
             .collect(),
         command,
         tty,
+        launch: Launch::Release,
     })
 }
 

@@ -1,5 +1,6 @@
 //! The store against real SQLite files in temporary directories.
 
+mod addons;
 mod apps;
 mod builds;
 mod formation;
