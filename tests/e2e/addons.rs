@@ -307,6 +307,17 @@ async fn addons_keep_data_across_deploys_and_restarts_and_back_up_restore_and_de
     let logs = env.slipway_ok(&repo, &["logs", "--source", "platform", "-n", "200"]);
     assert!(logs.contains("FAILED"), "{logs}");
     assert!(server.log_text().contains("backup failed"));
+    let failed_backups = env
+        .metric(
+            "slipway_backups_total",
+            &[
+                ("app", &app),
+                ("addon", "postgres-1"),
+                ("outcome", "failed"),
+            ],
+        )
+        .await;
+    assert!(failed_backups >= Some(1.0), "{failed_backups:?}");
     let back = eventually(Duration::from_secs(60), async || {
         get(&env, &app, "/").await.0 == 200
     })

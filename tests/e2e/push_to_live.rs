@@ -161,6 +161,19 @@ async fn push_build_release_route_config_and_restart() {
         "hi from release 1.1.3 on web.1\n"
     );
 
+    // /metrics counted the builds and releases, failures included.
+    for (name, outcome, at_least) in [
+        ("slipway_builds_total", "succeeded", 2.0),
+        ("slipway_builds_total", "failed", 1.0),
+        ("slipway_releases_total", "succeeded", 4.0),
+        ("slipway_releases_total", "failed", 1.0),
+    ] {
+        let value = env
+            .metric(name, &[("app", &app), ("outcome", outcome)])
+            .await;
+        assert!(value >= Some(at_least), "{name} {outcome}: {value:?}");
+    }
+
     // Restarting the server adopts the running container instead of restarting it.
     let before = app_containers(&app);
     assert_eq!(before.len(), 1, "{before:?}");
@@ -175,6 +188,21 @@ async fn push_build_release_route_config_and_restart() {
         before,
         "the restart must not restart the app"
     );
+
+    // The server's /metrics counts what happened; the restarted server starts from zero, so
+    // this looks at what it saw: the router requests and the adopted container.
+    assert_eq!(
+        env.metric("slipway_containers_running", &[("app", &app)])
+            .await,
+        Some(1.0)
+    );
+    let served = env
+        .metric(
+            "slipway_router_requests_total",
+            &[("app", &app), ("status", "2xx")],
+        )
+        .await;
+    assert!(served >= Some(1.0), "{served:?}");
 
     // Destroying the app removes its containers.
     let refused = env.slipway(&repo, &["apps:destroy", "--confirm", "wrong-name"]);

@@ -568,3 +568,31 @@ impl Env {
         output
     }
 }
+
+impl Env {
+    /// The value of a `/metrics` series whose labels include all of `labels`.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let text = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("http client")
+            .get(format!("{}/metrics", self.api_url()))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        text.lines()
+            .filter(|line| {
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .find(|line| {
+                labels
+                    .iter()
+                    .all(|(key, value)| line.contains(&format!("{key}=\"{value}\"")))
+            })
+            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+    }
+}

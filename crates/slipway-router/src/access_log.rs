@@ -85,8 +85,29 @@ impl AccessLog {
         let line = self.line(service, bytes);
         let app_name = self.app.as_ref().map_or("", AppName::as_str);
         tracing::info!(target: LOG_TARGET, app = app_name, status = self.status, "{line}");
+        self.record_metrics(app_name, service, bytes);
         if let (Some(sink), Some(app)) = (&self.sink, &self.app) {
             (sink.0)(app, line);
+        }
+    }
+
+    /// Prometheus series (`/metrics`): requests by app and status class, latency, bytes.
+    /// Requests for unknown hosts count under `app=""`.
+    fn record_metrics(&self, app: &str, service: Option<Duration>, bytes: u64) {
+        let status = match self.status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        metrics::counter!("slipway_router_requests_total", "app" => app.to_owned(), "status" => status)
+            .increment(1);
+        metrics::counter!("slipway_router_response_bytes_total", "app" => app.to_owned())
+            .increment(bytes);
+        if let Some(service) = service {
+            metrics::histogram!("slipway_router_request_duration_seconds", "app" => app.to_owned())
+                .record(service.as_secs_f64());
         }
     }
 

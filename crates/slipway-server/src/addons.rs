@@ -404,6 +404,7 @@ pub async fn take_backup(
                 )
                 .await?;
             tracing::info!(app = %app.name, addon = %instance.name, backup = %label, size_bytes, "backup succeeded");
+            crate::metrics::backup(&app.name, &instance.name, true);
             platform.logs.platform(
                 &app.name,
                 "backup",
@@ -423,6 +424,7 @@ pub async fn take_backup(
                 .finish_backup(backup.id, BackupOutcome::Failed { error: &reason })
                 .await?;
             tracing::error!(app = %app.name, addon = %instance.name, backup = %label, %reason, "backup failed");
+            crate::metrics::backup(&app.name, &instance.name, false);
             platform.logs.platform(
                 &app.name,
                 "backup",

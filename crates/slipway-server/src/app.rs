@@ -28,6 +28,8 @@ pub struct Platform {
     pub builds: BuildQueue,
     pub runs: Runs,
     pub logs: Arc<LogHub>,
+    /// Renders `/metrics`.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub addons: Addons,
 }
 

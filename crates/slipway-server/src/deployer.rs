@@ -208,6 +208,18 @@ impl Deployer {
         release: &Release,
         progress: &Progress,
     ) -> Result<(), DeployError> {
+        let started = std::time::Instant::now();
+        let outcome = self.rollout_release(app, release, progress).await;
+        crate::metrics::deploy(&app.name, outcome.is_ok(), started.elapsed());
+        outcome
+    }
+
+    async fn rollout_release(
+        &self,
+        app: &App,
+        release: &Release,
+        progress: &Progress,
+    ) -> Result<(), DeployError> {
         self.event(
             &app.name,
             "release",

@@ -9,6 +9,7 @@ mod deployer;
 mod error;
 mod extract;
 mod logs;
+mod metrics;
 mod push;
 mod router;
 mod runs;
@@ -136,6 +137,7 @@ pub async fn run(
             },
         ),
         logs,
+        metrics: metrics::install()?,
         store,
         signer,
         config,

@@ -264,10 +264,12 @@ async fn build_and_release(
         buildpacks: Vec::new(),
         labels: platform.deployer.app_labels(&app.name),
     };
+    let build_started = std::time::Instant::now();
     let built = out
         .relay(async |tx| platform.builder.build(request, &tx).await)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await;
+    crate::metrics::build(&app.name, built.is_ok(), build_started.elapsed());
+    let built = built.map_err(|e| e.to_string())?;
 
     let processes = built.procfile.processes().clone();
     let types: Vec<ProcessType> = processes

@@ -13,6 +13,7 @@ use crate::error::ApiError;
 pub fn build(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/metrics", get(health::metrics))
         .route("/v1/whoami", get(whoami::show))
         .route("/v1/apps", get(apps::list).post(apps::create))
         .route("/v1/apps/{app}", get(apps::show).delete(apps::destroy))

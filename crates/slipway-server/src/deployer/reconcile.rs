@@ -107,6 +107,7 @@ impl Deployer {
         }
         let network = network_name(&app.name);
         let mut backends = Vec::new();
+        let mut running = 0;
         let formation = self.store.formation(app.id).await?;
         for entry in &formation {
             let command = release.processes.get(&entry.process);
@@ -115,6 +116,7 @@ impl Deployer {
                 let slot = (entry.process.to_string(), index);
                 match slots.remove(&slot) {
                     Some(container) if container.running => {
+                        running += 1;
                         self.forgive_if_stable(app, &entry.process, index, &container);
                         // Adopted after a restart, or its follower ended: only new output.
                         self.follow(
@@ -156,6 +158,7 @@ impl Deployer {
                 .await
                 .map_err(engine_error)?;
         }
+        crate::metrics::running_containers(&app.name, running);
         self.set_backends(&app.name, backends);
         Ok(())
     }
