@@ -5,7 +5,6 @@
 //! the daily ones and expires them after the retention.
 
 mod schedule;
-mod seal;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,7 +25,7 @@ use crate::app::Platform;
 use crate::error::ApiError;
 use crate::runs::{Launch, RunRequest, Terminal};
 
-pub use seal::{SealError, Sealer};
+pub use slipway_store::seal::{SealError, Sealer};
 
 /// How often every add-on's server is checked and restarted when it stopped.
 const RECONCILE_EVERY: Duration = Duration::from_secs(10);
@@ -112,7 +111,7 @@ impl Addons {
         Self {
             provisioner: Provisioner::new(engine.clone(), config.images.clone()),
             engine,
-            sealer: Sealer::from_master_key(master_key),
+            sealer: Sealer::from_master_key(master_key, b"slipway add-on credentials v1"),
             postgres_image: config.images.postgres,
             backups_dir: config.backups_dir,
             retention: config.retention,

@@ -24,6 +24,7 @@ use slipway_builder::{Builder, BuilderConfig};
 use slipway_engine::{ContainerEngine, DockerEngine};
 use slipway_git::{HookListener, Repos};
 use slipway_router::{AccessLogSink, Router, RouterConfig};
+use slipway_store::seal::Sealer;
 use slipway_store::{Role, Store, TokenScope};
 use slipway_types::api::ReleaseStatus;
 use tokio::net::TcpListener;
@@ -75,7 +76,13 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir `{}`", config.data_dir.display()))?;
 
-    let store = Store::open(&config.database_url).await?;
+    let master_key = load_or_create_master_key(&config.master_key_file)?;
+    let store = Store::open(&config.database_url)
+        .await?
+        .sealing_with(Sealer::from_master_key(
+            &master_key,
+            b"slipway config vars v1",
+        ));
     let engine: Arc<dyn ContainerEngine> = Arc::new(DockerEngine::connect().await?);
     engine.ping().await?;
     if !engine.image_exists(&config.stack_image).await? {
@@ -84,7 +91,6 @@ pub async fn run(
             config.stack_image
         );
     }
-    let master_key = load_or_create_master_key(&config.master_key_file)?;
     let signer = TokenSigner::from_master_key(&master_key);
     bootstrap_admin(&store, &signer, &config).await?;
     recover_interrupted(&store).await?;

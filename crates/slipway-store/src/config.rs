@@ -2,13 +2,14 @@
 //! `create_release` replaces them, so the vars and the release that carries them change
 //! together. Before the first release `set_config` stores them for the first deploy to use.
 
-use slipway_types::ConfigVars;
+use slipway_types::{ConfigKey, ConfigVars};
 use sqlx::Sqlite;
 use uuid::Uuid;
 
 use crate::Store;
 use crate::codec::Cols;
 use crate::error::{Result, StoreError};
+use crate::seal::{Sealer, open_text, seal_text};
 
 impl Store {
     /// The app's config vars; empty for an app without any (or without a row at all).
@@ -20,7 +21,13 @@ impl Store {
             .iter()
             .map(|row| {
                 let cols = Cols::new("config_vars", row);
-                Ok((cols.parse("key", |s| s.parse().ok())?, cols.text("value")?))
+                let key: ConfigKey = cols.parse("key", |s| s.parse().ok())?;
+                let value = open_text(
+                    self.sealer(),
+                    &var_owner(app_id, &key),
+                    &cols.text("value")?,
+                )?;
+                Ok((key, value))
             })
             .collect()
     }
@@ -39,15 +46,22 @@ impl Store {
                 "the app has releases: change its config with a new release".into(),
             ));
         }
-        replace_config(&mut tx, app_id, config).await?;
+        replace_config(&mut tx, self.sealer(), app_id, config).await?;
         tx.commit().await?;
         Ok(())
     }
 }
 
 /// Replaces every config var of the app, inside the caller's transaction.
+/// What a config var's sealed value is bound to: a value copied to another app or key does not
+/// open.
+fn var_owner(app_id: Uuid, key: &ConfigKey) -> String {
+    format!("config/{}/{key}", app_id.hyphenated())
+}
+
 pub(crate) async fn replace_config(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
+    sealer: Option<&Sealer>,
     app_id: Uuid,
     config: &ConfigVars,
 ) -> Result<()> {
@@ -59,7 +73,7 @@ pub(crate) async fn replace_config(
         sqlx::query("INSERT INTO config_vars (app_id, key, value) VALUES (?, ?, ?)")
             .bind(app_id.hyphenated())
             .bind(key.as_str())
-            .bind(value)
+            .bind(seal_text(sealer, &var_owner(app_id, key), value)?)
             .execute(&mut **tx)
             .await?;
     }

@@ -9,6 +9,7 @@ mod config;
 mod error;
 mod formation;
 mod releases;
+pub mod seal;
 mod users;
 
 use std::path::Path;
@@ -43,6 +44,8 @@ const MAX_CONNECTIONS: u32 = 8;
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Seals config vars and release config snapshots; `None` writes them as they are.
+    sealer: Option<std::sync::Arc<seal::Sealer>>,
 }
 
 impl Store {
@@ -98,7 +101,19 @@ impl Store {
             pool.close().await;
             return Err(migrate_error(err, location));
         }
-        Ok(Store { pool })
+        Ok(Store { pool, sealer: None })
+    }
+
+    /// From now on config vars and the config snapshots of releases are written sealed with
+    /// `sealer` (AES-256-GCM, each value bound to its app and key or release). Values written
+    /// unsealed before still read.
+    pub fn sealing_with(mut self, sealer: seal::Sealer) -> Store {
+        self.sealer = Some(std::sync::Arc::new(sealer));
+        self
+    }
+
+    pub(crate) fn sealer(&self) -> Option<&seal::Sealer> {
+        self.sealer.as_deref()
     }
 }
 

@@ -15,6 +15,7 @@ use crate::Store;
 use crate::codec::{Cols, VersionKey, micros, now, to_json};
 use crate::config::replace_config;
 use crate::error::{Result, StoreError, violation};
+use crate::seal::{open_text, seal_text};
 
 macro_rules! release_columns {
     () => {
@@ -75,7 +76,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(release_from_row)
+        .map(|row| self.release_from_row(row))
         .collect()
     }
 
@@ -94,7 +95,7 @@ impl Store {
         .bind(key.pre)
         .fetch_optional(&self.pool)
         .await?
-        .map(|row| release_from_row(&row))
+        .map(|row| self.release_from_row(&row))
         .transpose()
     }
 
@@ -107,7 +108,7 @@ impl Store {
         .bind(id.hyphenated())
         .fetch_optional(&self.pool)
         .await?
-        .map(|row| release_from_row(&row))
+        .map(|row| self.release_from_row(&row))
         .transpose()
     }
 
@@ -121,7 +122,7 @@ impl Store {
         .bind(app_id.hyphenated())
         .fetch_optional(&self.pool)
         .await?
-        .map(|row| release_from_row(&row))
+        .map(|row| self.release_from_row(&row))
         .transpose()
     }
 
@@ -179,7 +180,11 @@ impl Store {
         .bind(key.patch)
         .bind(key.pre)
         .bind(&release.image)
-        .bind(to_json(&release.config, "the config snapshot")?)
+        .bind(seal_text(
+            self.sealer(),
+            &snapshot_owner(release.id),
+            &to_json(&release.config, "the config snapshot")?,
+        )?)
         .bind(to_json(&release.processes, "the process types")?)
         .bind(to_json(&release.app_json, "the app.json")?)
         .bind(&release.commit)
@@ -202,7 +207,7 @@ impl Store {
             });
         }
         if let Some(config) = new_config {
-            replace_config(&mut tx, release.app_id, config).await?;
+            replace_config(&mut tx, self.sealer(), release.app_id, config).await?;
         }
         tx.commit().await?;
         Ok(release)
@@ -271,21 +276,35 @@ impl Store {
     }
 }
 
-fn release_from_row(row: &SqliteRow) -> Result<Release> {
-    let cols = Cols::new("releases", row);
-    Ok(Release {
-        id: cols.uuid("id")?,
-        app_id: cols.uuid("app_id")?,
-        version: cols.version("version")?,
-        image: cols.text("image")?,
-        config: cols.json("config")?,
-        processes: cols.json("processes")?,
-        app_json: cols.json("app_json")?,
-        commit: cols.opt_text("commit_sha")?,
-        description: cols.text("description")?,
-        created_by: cols.text("created_by")?,
-        created_at: cols.time("created_at")?,
-        status: cols.parse("status", ReleaseStatus::parse)?,
-        status_reason: cols.opt_text("status_reason")?,
-    })
+/// What a release's sealed config snapshot is bound to.
+fn snapshot_owner(id: Uuid) -> String {
+    format!("release/{}", id.hyphenated())
+}
+
+impl Store {
+    fn release_from_row(&self, row: &SqliteRow) -> Result<Release> {
+        let cols = Cols::new("releases", row);
+        let id = cols.uuid("id")?;
+        let snapshot = open_text(self.sealer(), &snapshot_owner(id), &cols.text("config")?)?;
+        let config = serde_json::from_str(&snapshot).map_err(|err| {
+            StoreError::Corrupt(format!(
+                "the store's `releases.config` is not the JSON expected: {err}"
+            ))
+        })?;
+        Ok(Release {
+            id,
+            app_id: cols.uuid("app_id")?,
+            version: cols.version("version")?,
+            image: cols.text("image")?,
+            config,
+            processes: cols.json("processes")?,
+            app_json: cols.json("app_json")?,
+            commit: cols.opt_text("commit_sha")?,
+            description: cols.text("description")?,
+            created_by: cols.text("created_by")?,
+            created_at: cols.time("created_at")?,
+            status: cols.parse("status", ReleaseStatus::parse)?,
+            status_reason: cols.opt_text("status_reason")?,
+        })
+    }
 }

@@ -295,3 +295,65 @@ async fn config_is_set_directly_only_before_the_first_release() {
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(store.config(app.id).await.unwrap(), early);
 }
+
+#[tokio::test]
+async fn config_vars_and_snapshots_are_sealed_at_rest() {
+    use slipway_store::seal::Sealer;
+    use sqlx::Row;
+
+    use crate::raw;
+
+    let (plain_store, dir) = store().await;
+    let app = app(&plain_store, "sealed-1").await;
+    // Written before the store had a key: still readable once it has one.
+    plain_store
+        .set_config(app.id, &vars(&[("OLD", "written-plain")]))
+        .await
+        .unwrap();
+    let store = plain_store.sealing_with(Sealer::from_master_key(&[3; 32], b"test"));
+    assert_eq!(
+        store.config(app.id).await.unwrap(),
+        vars(&[("OLD", "written-plain")])
+    );
+
+    let secret = vars(&[("DATABASE_URL", "postgres://u:hunter2@db/x")]);
+    let mut new = new_release(&app, "1.0.0");
+    new.config = secret.clone();
+    let release = store.create_release(new, Some(&secret)).await.unwrap();
+    assert_eq!(store.config(app.id).await.unwrap(), secret);
+    assert_eq!(
+        store
+            .release_by_id(release.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .config,
+        secret
+    );
+
+    let mut conn = raw(dir.path()).await;
+    let value: String = sqlx::query("SELECT value FROM config_vars")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0);
+    let snapshot: String = sqlx::query("SELECT config FROM releases")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0);
+    for stored in [&value, &snapshot] {
+        assert!(stored.starts_with("sealed:"), "{stored}");
+        assert!(!stored.contains("hunter2"), "{stored}");
+    }
+
+    let wrong = store
+        .clone()
+        .sealing_with(Sealer::from_master_key(&[4; 32], b"test"));
+    let err = wrong.config(app.id).await.unwrap_err().to_string();
+    assert!(
+        err.contains("cannot be decrypted with this master key"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}
