@@ -98,37 +98,34 @@ pub async fn release_config(
     change: ConfigChange<'_>,
 ) -> ApiResult<Option<Version>> {
     let next = change.config;
-    let Some(running) = state.store.current_release(app.id).await? else {
-        state.store.set_config(app.id, &next).await?;
-        state
-            .audit(
-                caller,
-                change.action,
-                app.name.as_str(),
-                Some(change.detail),
-            )
-            .await;
-        return Ok(None);
+    let rollout = match state.store.current_release(app.id).await? {
+        None => {
+            state.store.set_config(app.id, &next).await?;
+            None
+        }
+        Some(running) => {
+            let versions = state.store.versions(app.id).await?;
+            let version = next_version(&versions, Bump::Patch);
+            let release = state
+                .store
+                .create_release(
+                    NewRelease {
+                        app_id: app.id,
+                        version: version.clone(),
+                        image: running.image.clone(),
+                        config: next.clone(),
+                        processes: running.processes.clone(),
+                        app_json: running.app_json.clone(),
+                        commit: running.commit.clone(),
+                        description: change.description,
+                        created_by: caller.user.email.clone(),
+                    },
+                    Some(&next),
+                )
+                .await?;
+            Some((running, release, version))
+        }
     };
-    let versions = state.store.versions(app.id).await?;
-    let version = next_version(&versions, Bump::Patch);
-    let release = state
-        .store
-        .create_release(
-            NewRelease {
-                app_id: app.id,
-                version: version.clone(),
-                image: running.image.clone(),
-                config: next.clone(),
-                processes: running.processes.clone(),
-                app_json: running.app_json.clone(),
-                commit: running.commit.clone(),
-                description: change.description,
-                created_by: caller.user.email.clone(),
-            },
-            Some(&next),
-        )
-        .await?;
     state
         .audit(
             caller,
@@ -137,6 +134,9 @@ pub async fn release_config(
             Some(change.detail),
         )
         .await;
+    let Some((running, release, version)) = rollout else {
+        return Ok(None);
+    };
     let outcome = state
         .deployer
         .deploy(app, &release, &Progress::none())
