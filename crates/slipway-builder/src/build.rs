@@ -609,21 +609,10 @@ mod tests {
         (result, lines)
     }
 
-    fn created_specs(engine: &FakeEngine) -> Vec<ContainerSpec> {
-        engine
-            .calls()
-            .into_iter()
-            .filter_map(|call| match call {
-                Call::CreateContainer { spec } => Some(spec),
-                _ => None,
-            })
-            .collect()
-    }
-
     /// Every container the build created was removed again.
     fn assert_containers_removed(engine: &FakeEngine) {
         let calls = engine.calls();
-        let created = created_specs(engine).len();
+        let created = engine.created_specs().len();
         let removed = calls
             .iter()
             .filter(|call| matches!(call, Call::RemoveContainer { .. }))
@@ -696,7 +685,7 @@ mod tests {
             .collect();
         build(&engine, config, request).await.0.unwrap();
 
-        let specs = created_specs(&engine);
+        let specs = engine.created_specs();
         assert_eq!(specs.len(), 1);
         let spec = &specs[0];
         assert_eq!(spec.image, STACK);
@@ -842,7 +831,7 @@ mod tests {
             }
             tokio::task::yield_now().await;
         }
-        assert_eq!(created_specs(&engine).len(), 1);
+        assert_eq!(engine.created_specs().len(), 1);
         assert_containers_removed(&engine);
     }
 
@@ -914,7 +903,7 @@ mod tests {
             result.unwrap_err().to_string(),
             "stack image `slipway/stack:missing` is missing: build it with `slipway stack:build`"
         );
-        assert!(created_specs(&engine).is_empty());
+        assert!(engine.created_specs().is_empty());
     }
 
     #[tokio::test]
@@ -930,7 +919,7 @@ mod tests {
             .await
             .0
             .unwrap();
-        let cmd = &created_specs(&engine)[0].cmd;
+        let cmd = &engine.created_specs()[0].cmd;
         assert_eq!(cmd[0], "-c");
         assert_eq!(
             cmd[2..],

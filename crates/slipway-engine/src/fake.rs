@@ -271,6 +271,18 @@ impl FakeEngine {
         self.state().calls.clone()
     }
 
+    /// The spec of every container created so far, in order.
+    pub fn created_specs(&self) -> Vec<ContainerSpec> {
+        self.state()
+            .calls
+            .iter()
+            .filter_map(|call| match call {
+                Call::CreateContainer { spec } => Some(spec.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Forgets the calls so far, so a test can assert on what follows its set-up.
     pub fn clear_calls(&self) {
         self.state().calls.clear();

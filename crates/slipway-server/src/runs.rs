@@ -459,17 +459,6 @@ mod tests {
         engine
     }
 
-    fn created_specs(engine: &FakeEngine) -> Vec<ContainerSpec> {
-        engine
-            .calls()
-            .into_iter()
-            .filter_map(|call| match call {
-                Call::CreateContainer { spec } => Some(spec),
-                _ => None,
-            })
-            .collect()
-    }
-
     async fn run_containers(engine: &FakeEngine) -> Vec<ContainerState> {
         engine
             .list_containers(&[(labels::ROLE, ROLE)])
@@ -597,7 +586,7 @@ mod tests {
             ]
         );
         assert!(run_containers(&engine).await.is_empty());
-        let spec = &created_specs(&engine)[0];
+        let spec = &engine.created_specs()[0];
         assert_eq!(spec.env["DYNO"], "run.1");
         assert!(engine.networks().contains(&"slipway-hello".to_owned()));
     }
