@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use slipway_builder::Builder;
 use slipway_git::Repos;
-use slipway_store::{App, Store};
-use slipway_types::AppName;
+use slipway_store::{App, NewRelease, Release, Store};
 use slipway_types::api::AppInfo;
+use slipway_types::{AppName, Bump, ConfigVars, next_version};
 
 use crate::addons::Addons;
 use crate::auth::{Caller, TokenSigner};
@@ -67,6 +67,38 @@ impl Platform {
             current_release: current.map(|r| r.version.to_string()),
             created_at: app.created_at,
         })
+    }
+
+    /// Cuts the next patch release of `app` running `base`'s image, processes and app.json with
+    /// `config`, which becomes the app's config in the same transaction. Config changes and
+    /// rollbacks both release this way.
+    pub async fn cut_patch_release(
+        &self,
+        app: &App,
+        base: &Release,
+        config: &ConfigVars,
+        description: String,
+        created_by: &str,
+    ) -> ApiResult<Release> {
+        let versions = self.store.versions(app.id).await?;
+        let release = self
+            .store
+            .create_release(
+                NewRelease {
+                    app_id: app.id,
+                    version: next_version(&versions, Bump::Patch),
+                    image: base.image.clone(),
+                    config: config.clone(),
+                    processes: base.processes.clone(),
+                    app_json: base.app_json.clone(),
+                    commit: base.commit.clone(),
+                    description,
+                    created_by: created_by.to_owned(),
+                },
+                Some(config),
+            )
+            .await?;
+        Ok(release)
     }
 
     pub async fn audit(&self, caller: &Caller, action: &str, target: &str, detail: Option<&str>) {

@@ -3,9 +3,9 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use semver::Version;
-use slipway_store::{App, NewRelease};
+use slipway_store::App;
 use slipway_types::api::{ConfigChanged, ConfigPatch};
-use slipway_types::{Bump, ConfigKey, ConfigVars, next_version};
+use slipway_types::{ConfigKey, ConfigVars};
 
 use crate::app::AppState;
 use crate::auth::Caller;
@@ -104,25 +104,10 @@ pub async fn release_config(
             None
         }
         Some(running) => {
-            let versions = state.store.versions(app.id).await?;
-            let version = next_version(&versions, Bump::Patch);
             let release = state
-                .store
-                .create_release(
-                    NewRelease {
-                        app_id: app.id,
-                        version: version.clone(),
-                        image: running.image.clone(),
-                        config: next.clone(),
-                        processes: running.processes.clone(),
-                        app_json: running.app_json.clone(),
-                        commit: running.commit.clone(),
-                        description: change.description,
-                        created_by: caller.user.email.clone(),
-                    },
-                    Some(&next),
-                )
+                .cut_patch_release(app, &running, &next, change.description, &caller.user.email)
                 .await?;
+            let version = release.version.clone();
             Some((running, release, version))
         }
     };

@@ -1,8 +1,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
-use slipway_store::{NewRelease, Release};
+use slipway_store::Release;
 use slipway_types::api::{ReleaseInfo, ReleaseStatus, RollbackRequest};
-use slipway_types::{Bump, next_version};
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -122,25 +121,16 @@ pub async fn rollback(
             target.version
         )));
     }
-    let versions = state.store.versions(app.id).await?;
-    let version = next_version(&versions, Bump::Patch);
     let release = state
-        .store
-        .create_release(
-            NewRelease {
-                app_id: app.id,
-                version: version.clone(),
-                image: target.image.clone(),
-                config: target.config.clone(),
-                processes: target.processes.clone(),
-                app_json: target.app_json.clone(),
-                commit: target.commit.clone(),
-                description: format!("Rollback to {}", target.version),
-                created_by: caller.user.email.clone(),
-            },
-            Some(&target.config),
+        .cut_patch_release(
+            &app,
+            target,
+            &target.config,
+            format!("Rollback to {}", target.version),
+            &caller.user.email,
         )
         .await?;
+    let version = release.version.clone();
     let detail = format!("{} to {}", current.version, target.version);
     state
         .audit(
