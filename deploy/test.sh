@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/lib.sh
 
-install_packages docker.io debootstrap git busybox-static ca-certificates
+install_packages docker.io debootstrap git busybox-static ca-certificates pebble bind9-dnsutils curl openssl
 start_dockerd
 
 say "building slipway"

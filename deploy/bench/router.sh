@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Slipway's router vs nginx (Debian) as reverse proxies to the same upstream, in one run, with
 # wrk (Debian): the upstream directly, nginx -> upstream, Slipway -> upstream; a 1 KB and a
-# 1 MB response; plain HTTP (the router has no TLS yet). Prints requests/s, p50 and p99 of each
+# 1 MB response. Then HTTPS, both terminating TLS with the same certificate and key (ECDSA P-256,
+# made here by openssl) for bench.localhost: keep-alive requests, and a new connection (so a new
+# TLS handshake) per request with `Connection: close`. Prints requests/s, p50 and p99 of each
 # and the Slipway/nginx ratios. Everything listens on 127.0.0.1 and stops at the end.
 #
 #   DURATION=10s CONNECTIONS=32 deploy/bench/router.sh
@@ -9,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v nginx >/dev/null || { echo "install nginx: apt-get install nginx-light" >&2; exit 1; }
 command -v wrk >/dev/null || { echo "install wrk: apt-get install wrk" >&2; exit 1; }
+command -v openssl >/dev/null || { echo "install openssl: apt-get install openssl" >&2; exit 1; }
 duration=${DURATION:-10s}
 connections=${CONNECTIONS:-32}
 router=${ROUTER_BIN:-$PWD/target/release/examples/route_to}
@@ -22,6 +25,16 @@ head -c 1048576 /dev/zero | tr '\0' 'b' > "$tmp/www/large"
 chmod -R a+rX "$tmp/www"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 upstream=$(free_port) nginx_proxy=$(free_port) slipway=$(free_port)
+nginx_tls=$(free_port) slipway_tls=$(free_port)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=bench.localhost -addext subjectAltName=DNS:bench.localhost \
+    -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
+# wrk sends the URL's host as SNI and Host; this keeps the name and connects to 127.0.0.1.
+cat > "$tmp/loopback.lua" <<'LUA'
+wrk.resolve = function(host, service)
+   wrk.addrs = wrk.lookup("127.0.0.1", service)
+end
+LUA
 
 cat > "$tmp/nginx.conf" <<CONF
 worker_processes auto;
@@ -44,24 +57,57 @@ http {
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
         }
     }
+    server {
+        listen 127.0.0.1:$nginx_tls ssl;
+        ssl_certificate $tmp/cert.pem;
+        ssl_certificate_key $tmp/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto https;
+        }
+    }
 }
 CONF
 nginx -p "$tmp" -c "$tmp/nginx.conf" -g 'daemon off;' &
 nginx_pid=$!
-"$router" "127.0.0.1:$slipway" bench.localhost "127.0.0.1:$upstream" 2>"$tmp/logs/router.log" &
+"$router" "127.0.0.1:$slipway" bench.localhost "127.0.0.1:$upstream" \
+    "127.0.0.1:$slipway_tls" "$tmp/cert.pem" "$tmp/key.pem" 2>"$tmp/logs/router.log" &
 router_pid=$!
 trap 'kill $nginx_pid $router_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 1 50); do
     curl -fs -o /dev/null -H "Host: bench.localhost" "http://127.0.0.1:$slipway/small" \
-        && curl -fs -o /dev/null "http://127.0.0.1:$nginx_proxy/small" && break
+        && curl -fs -o /dev/null "http://127.0.0.1:$nginx_proxy/small" \
+        && curl -fsk -o /dev/null --resolve "bench.localhost:$slipway_tls:127.0.0.1" "https://bench.localhost:$slipway_tls/small" \
+        && curl -fsk -o /dev/null --resolve "bench.localhost:$nginx_tls:127.0.0.1" "https://bench.localhost:$nginx_tls/small" \
+        && break
     sleep 0.1
 done
 
-# run NAME PORT FILE: prints "requests/s p50 p99" (latencies in ms)
+# run NAME PORT FILE [WRK ARGS...]: prints "requests/s p50 p99" (latencies in ms)
 run() {
-    local out
-    out=$(wrk -t2 -c"$connections" -d"$duration" --latency -H "Host: bench.localhost" "http://127.0.0.1:$2/$3")
-    if grep -q "Non-2xx" <<<"$out"; then echo "$1 $3: non-2xx responses" >&2; exit 1; fi
+    local name=$1 port=$2 file=$3 out
+    shift 3
+    out=$(wrk -t2 -c"$connections" -d"$duration" --latency -H "Host: bench.localhost" "$@" "http://127.0.0.1:$port/$file")
+    report "$name $file" "$out"
+}
+
+# run_tls NAME PORT FILE [WRK ARGS...]: the same over HTTPS with SNI bench.localhost
+run_tls() {
+    local name=$1 port=$2 file=$3 out
+    shift 3
+    out=$(wrk -t2 -c"$connections" -d"$duration" --latency -s "$tmp/loopback.lua" "$@" "https://bench.localhost:$port/$file")
+    report "$name https $file" "$out"
+}
+
+report() {
+    local out=$2
+    if grep -q "Non-2xx" <<<"$out"; then echo "$1: non-2xx responses" >&2; exit 1; fi
+    if grep -q "Socket errors" <<<"$out"; then echo "$1: $(grep "Socket errors" <<<"$out")" >&2; fi
     awk '
         function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
         /Requests\/sec/ { rps = $2 }
@@ -83,5 +129,37 @@ import sys
 s, n, sp, np_, d, f = sys.argv[1:]
 s, n, sp, np_, d = map(float, (s, n, sp, np_, d))
 print(f"{f}: slipway/nginx throughput {s / n:.2f}x, p99 {sp / np_:.2f}x; slipway overhead vs direct {100 * (1 - s / d):.0f}% throughput")
+PY
+done
+
+# Whether each server resumes a TLS session, which decides what a new connection costs: wrk
+# keeps each connection's session across reconnects, so both sides resume when they can.
+resumes() {
+    local sess=$tmp/session.pem
+    rm -f "$sess"
+    sleep 0.3 | openssl s_client -connect "127.0.0.1:$1" -servername bench.localhost -sess_out "$sess" >/dev/null 2>&1 || true
+    if sleep 0.3 | openssl s_client -connect "127.0.0.1:$1" -servername bench.localhost -sess_in "$sess" 2>/dev/null | grep -q '^Reused'; then
+        echo yes
+    else
+        echo no
+    fi
+}
+echo
+echo "HTTPS (TLS session resumption: nginx $(resumes "$nginx_tls"), slipway $(resumes "$slipway_tls"))"
+printf '%-16s %-8s %12s %10s %10s\n' mode target "requests/s" "p50 ms" "p99 ms"
+for mode in keepalive-small keepalive-large handshake-small; do
+    case $mode in
+        keepalive-small) file=small args=() ;;
+        keepalive-large) file=large args=() ;;
+        handshake-small) file=small args=(-H "Connection: close") ;;
+    esac
+    read -r n_rps n_p50 n_p99 < <(run_tls nginx "$nginx_tls" "$file" "${args[@]}")
+    read -r s_rps s_p50 s_p99 < <(run_tls slipway "$slipway_tls" "$file" "${args[@]}")
+    printf '%-16s %-8s %12s %10s %10s\n' "$mode" nginx "$n_rps" "$n_p50" "$n_p99"
+    printf '%-16s %-8s %12s %10s %10s\n' "$mode" slipway "$s_rps" "$s_p50" "$s_p99"
+    python3 - "$s_rps" "$n_rps" "$s_p99" "$n_p99" "$mode" <<'PY'
+import sys
+s, n, sp, np_ = map(float, sys.argv[1:5])
+print(f"https {sys.argv[5]}: slipway/nginx throughput {s / n:.2f}x, p99 {sp / np_:.2f}x")
 PY
 done

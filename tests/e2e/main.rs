@@ -3,6 +3,7 @@
 
 mod addons;
 mod bad_input;
+mod domains;
 mod logs;
 mod push_to_live;
 mod release_engine;

@@ -66,6 +66,7 @@ pub struct Env {
     pub root: tempfile::TempDir,
     pub api_port: u16,
     pub http_port: u16,
+    pub https_port: u16,
 }
 
 impl Env {
@@ -77,6 +78,7 @@ impl Env {
             root,
             api_port: free_port(),
             http_port: free_port(),
+            https_port: free_port(),
         }
     }
 
@@ -111,7 +113,12 @@ impl Env {
             .arg(self.data_dir())
             .args(["--api-listen", &format!("127.0.0.1:{}", self.api_port)])
             .args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)])
-            .args(["--apps-domain", "localhost"])
+            .args(["--https-listen", &format!("127.0.0.1:{}", self.https_port)])
+            .args(if extra.contains(&"--apps-domain") {
+                &[][..]
+            } else {
+                &["--apps-domain", "localhost"][..]
+            })
             .args(extra)
             .env("HOME", self.home())
             .env("RUST_LOG", "info")
@@ -357,6 +364,7 @@ impl Env {
             command.args(["--api-listen", &format!("127.0.0.1:{}", self.api_port)]);
         }
         command.args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)]);
+        command.args(["--https-listen", &format!("127.0.0.1:{}", self.https_port)]);
         let mut child = command
             .args(args)
             .envs(envs.iter().copied())

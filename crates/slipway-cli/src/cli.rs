@@ -179,6 +179,47 @@ pub enum ClientCommand {
         #[arg(value_name = "TYPE")]
         process: String,
     },
+    /// List the app's custom domains with their DNS and certificate status
+    Domains,
+    /// Attach a custom domain; shows the DNS record it needs
+    #[command(name = "domains:add")]
+    DomainsAdd {
+        #[arg(value_name = "HOST")]
+        hostname: String,
+    },
+    /// Detach a custom domain and drop its certificate
+    #[command(name = "domains:remove")]
+    DomainsRemove {
+        #[arg(value_name = "HOST")]
+        hostname: String,
+    },
+    /// Wait until a domain's DNS points here and its certificate (if any) is issued
+    #[command(name = "domains:wait")]
+    DomainsWait {
+        #[arg(value_name = "HOST")]
+        hostname: String,
+        /// Give up after this many seconds
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        timeout: u64,
+    },
+    /// List the app's certificates: domain, issuer, expiry, status, last error
+    Certs,
+    /// Let Slipway order and renew certificates for the app's custom domains (the default)
+    #[command(name = "certs:auto:enable")]
+    CertsAutoEnable,
+    /// Stop ordering and renewing certificates for the app's custom domains
+    #[command(name = "certs:auto:disable")]
+    CertsAutoDisable,
+    /// Serve your own certificate for the app's domains it covers
+    #[command(name = "certs:add")]
+    CertsAdd {
+        /// PEM certificate chain, leaf first
+        #[arg(value_name = "CRT")]
+        chain: std::path::PathBuf,
+        /// PEM private key
+        #[arg(value_name = "KEY")]
+        key: std::path::PathBuf,
+    },
     /// List the app's add-ons
     Addons,
     /// Create a Postgres or Redis server for the app and set its URL config var

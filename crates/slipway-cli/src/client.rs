@@ -2,6 +2,7 @@
 //! `slipway_types::api`, and errors that say what went wrong in the user's terms.
 
 mod addons;
+mod domains;
 mod logs;
 mod runs;
 mod sse;

@@ -5,6 +5,7 @@ mod apps;
 mod auth;
 mod builds;
 mod config;
+mod domains;
 mod logs;
 mod ps;
 mod releases;
@@ -61,6 +62,16 @@ pub(crate) async fn dispatch(
         ClientCommand::PsResize { changes } => ps::resize(session, &changes).await,
         ClientCommand::PsRestart { process } => ps::restart(session, process.as_deref()).await,
         ClientCommand::PsStop { process } => ps::stop(session, &process).await,
+        ClientCommand::Domains => domains::list(session).await,
+        ClientCommand::DomainsAdd { hostname } => domains::add(session, &hostname).await,
+        ClientCommand::DomainsRemove { hostname } => domains::remove(session, &hostname).await,
+        ClientCommand::DomainsWait { hostname, timeout } => {
+            domains::wait(session, &hostname, std::time::Duration::from_secs(timeout)).await
+        }
+        ClientCommand::Certs => domains::certs(session).await,
+        ClientCommand::CertsAutoEnable => domains::auto(session, true).await,
+        ClientCommand::CertsAutoDisable => domains::auto(session, false).await,
+        ClientCommand::CertsAdd { chain, key } => domains::add_cert(session, &chain, &key).await,
         ClientCommand::Addons => addons::list(session).await,
         ClientCommand::AddonsCreate { kind, name } => {
             addons::create(session, &kind, name.as_deref()).await

@@ -2,22 +2,41 @@
 //!
 //! ```sh
 //! cargo run --release -p slipway-router --example route_to -- 127.0.0.1:8081 bench.localhost 127.0.0.1:8090
+//! cargo run --release -p slipway-router --example route_to -- 127.0.0.1:8081 bench.localhost 127.0.0.1:8090 \
+//!     127.0.0.1:8443 [cert.pem key.pem]
 //! ```
 //! listens on the first address and sends requests for the host to the upstream, until
-//! interrupted. No access log is written, as in a proxy benchmark the other side logs nothing.
+//! interrupted. With a fourth address it also serves HTTPS there, with the given certificate
+//! chain and key or else a self-signed certificate for the host; plain HTTP is still proxied, not
+//! redirected. No access log is written, as in a proxy benchmark the other side logs nothing.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use slipway_router::{Router, RouterConfig};
-use slipway_types::{Backend, RouteSnapshot, SiteRoutes};
+use slipway_types::{Backend, CertSnapshot, RouteSnapshot, ServedCert, SiteRoutes};
+use tokio::net::TcpListener;
+
+const USAGE: &str =
+    "usage: route_to LISTEN_ADDR HOST UPSTREAM_ADDR [TLS_LISTEN_ADDR [CERT_PEM KEY_PEM]]";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [listen, host, upstream] = args.as_slice() else {
-        return Err("usage: route_to LISTEN_ADDR HOST UPSTREAM_ADDR".into());
+    let (listen, host, upstream, tls) = match args.as_slice() {
+        [listen, host, upstream] => (listen, host, upstream, None),
+        [listen, host, upstream, tls_listen] => (listen, host, upstream, Some((tls_listen, None))),
+        [listen, host, upstream, tls_listen, cert, key] => (
+            listen,
+            host,
+            upstream,
+            Some((tls_listen, Some((cert, key)))),
+        ),
+        _ => return Err(USAGE.into()),
     };
     let listen: SocketAddr = listen.parse()?;
+    let tls_listen: Option<SocketAddr> = tls.map(|(addr, _)| addr.parse()).transpose()?;
+    // No `https_port`: plain HTTP is benchmarked too, so it must be proxied, not redirected.
     let router = Router::new(RouterConfig {
         listen_port: listen.port(),
         ..RouterConfig::default()
@@ -34,11 +53,43 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }],
         }],
     });
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    router
-        .serve(listener, async {
-            tokio::signal::ctrl_c().await.ok();
-        })
-        .await?;
+    let mut servers = tokio::task::JoinSet::new();
+    if let (Some(addr), Some((_, files))) = (tls_listen, tls) {
+        let cert = match files {
+            Some((cert, key)) => ServedCert {
+                hosts: vec![host.parse()?],
+                chain_pem: std::fs::read_to_string(cert)?,
+                key_pem: std::fs::read_to_string(key)?,
+            },
+            None => self_signed(host)?,
+        };
+        if let Some(err) = router
+            .update_certs(&CertSnapshot { certs: vec![cert] })
+            .into_iter()
+            .next()
+        {
+            return Err(err.into());
+        }
+        let listener = TcpListener::bind(addr).await?;
+        servers.spawn(Arc::clone(&router).serve_tls(listener, interrupted()));
+    }
+    let listener = TcpListener::bind(listen).await?;
+    servers.spawn(router.serve(listener, interrupted()));
+    while let Some(served) = servers.join_next().await {
+        served??;
+    }
     Ok(())
+}
+
+async fn interrupted() {
+    tokio::signal::ctrl_c().await.ok();
+}
+
+fn self_signed(host: &str) -> Result<ServedCert, Box<dyn std::error::Error>> {
+    let generated = rcgen::generate_simple_self_signed(vec![host.to_owned()])?;
+    Ok(ServedCert {
+        hosts: vec![host.parse()?],
+        chain_pem: generated.cert.pem(),
+        key_pem: generated.signing_key.serialize_pem(),
+    })
 }

@@ -34,9 +34,9 @@ impl ResponseBody {
         }
     }
 
-    pub(crate) fn page(html: Bytes, log: AccessLog) -> Self {
+    pub(crate) fn page(content: Bytes, log: AccessLog) -> Self {
         Self {
-            inner: Inner::Page(Full::new(html)),
+            inner: Inner::Page(Full::new(content)),
             tracker: Some(Tracker {
                 log,
                 bytes: 0,

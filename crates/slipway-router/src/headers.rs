@@ -136,6 +136,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 pub(crate) struct Forwarding<'a> {
     pub(crate) authority: &'a HeaderValue,
     pub(crate) forwarded_for: &'a str,
+    pub(crate) https: bool,
     pub(crate) port: u16,
     pub(crate) request_id: &'a HeaderValue,
     pub(crate) received_at: SystemTime,
@@ -153,7 +154,8 @@ impl Forwarding<'_> {
             .as_millis();
         headers.insert(header::HOST, self.authority.clone());
         headers.insert(&X_FORWARDED_FOR, ascii_value(self.forwarded_for.to_owned()));
-        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        let proto = if self.https { "https" } else { "http" };
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         headers.insert(&X_FORWARDED_PORT, HeaderValue::from(self.port));
         headers.insert(&X_REQUEST_ID, self.request_id.clone());
         headers.insert(&X_REQUEST_START, ascii_value(format!("t={millis}")));

@@ -2,6 +2,7 @@
 
 mod access_log;
 mod body;
+mod challenge;
 mod connector;
 mod error;
 mod headers;
@@ -10,6 +11,8 @@ mod proxy;
 mod router;
 mod server;
 mod table;
+mod tls;
 
 pub use access_log::{AccessLogSink, LOG_TARGET};
 pub use router::{Router, RouterConfig};
+pub use tls::{CertLoadError, CertProblem};

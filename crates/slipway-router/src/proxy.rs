@@ -1,10 +1,12 @@
-//! Relaying one request: route it by host, pick a backend, rewrite the headers, send it with a
-//! deadline, retry a failed connection once elsewhere when that is safe, and hand back the app's
-//! response or an error page.
+//! Relaying one request: answer ACME challenges and redirect to HTTPS on plain HTTP, route it by
+//! host, pick a backend, rewrite the headers, send it with a deadline, retry a failed connection
+//! once elsewhere when that is safe, and hand back the app's response or an error page.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
 
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
@@ -16,11 +18,13 @@ use hyper_util::rt::TokioIo;
 
 use crate::access_log::AccessLog;
 use crate::body::ResponseBody;
+use crate::challenge;
 use crate::connector::ConnectTiming;
 use crate::error::{ErrorOrigin, ProxyError};
 use crate::headers::{self, Forwarding, Target, X_REQUEST_ID};
 use crate::pages;
 use crate::router::Router;
+use crate::server::Inbound;
 use crate::table::{InFlight, Site};
 
 /// An app's response on its way back, with what must outlive the response head.
@@ -36,6 +40,7 @@ impl Router {
         &self,
         req: Request<Incoming>,
         client: SocketAddr,
+        inbound: Inbound,
     ) -> Response<ResponseBody> {
         let received_at = SystemTime::now();
         let request_id = headers::request_id(req.headers());
@@ -58,26 +63,56 @@ impl Router {
             self.config.access_log.clone(),
         );
 
-        let outcome = match target {
-            Ok(target) => {
-                let forwarding = Forwarding {
-                    authority: &target.authority,
-                    forwarded_for: &forwarded_for,
-                    port: self.config.listen_port,
-                    request_id: &request_id,
-                    received_at,
-                    version: req.version(),
-                };
-                self.forward(req, &target, &forwarding, &mut log).await
-            }
-            Err(err) => Err(err),
+        let local = if inbound.https {
+            None
+        } else {
+            self.answer_plain_http(&req, target.as_ref().ok())
         };
-        let mut response = match outcome {
-            Ok(relayed) => relay(relayed, log),
-            Err(err) => error_response(&err, &request_id, log),
+        let mut response = match local {
+            Some(Local::Challenge(key_authorization)) => challenge_response(key_authorization, log),
+            Some(Local::Redirect(location)) => redirect_response(location, log),
+            None => {
+                let outcome = match target {
+                    Ok(target) => {
+                        let forwarding = Forwarding {
+                            authority: &target.authority,
+                            forwarded_for: &forwarded_for,
+                            https: inbound.https,
+                            port: inbound.port,
+                            request_id: &request_id,
+                            received_at,
+                            version: req.version(),
+                        };
+                        self.forward(req, &target, &forwarding, &mut log).await
+                    }
+                    Err(err) => Err(err),
+                };
+                match outcome {
+                    Ok(relayed) => relay(relayed, log),
+                    Err(err) => error_response(&err, &request_id, log),
+                }
+            }
         };
         response.headers_mut().insert(&X_REQUEST_ID, request_id);
         response
+    }
+
+    /// What plain HTTP answers without an app: ACME challenge fetches for any host, even an
+    /// invalid one, then a redirect for hosts with a certificate when HTTPS is served.
+    fn answer_plain_http<B>(&self, req: &Request<B>, target: Option<&Target>) -> Option<Local> {
+        if let Some(token) = challenge::requested_token(req) {
+            return Some(Local::Challenge(self.challenges.key_authorization(token)));
+        }
+        let port = self.config.https_port?;
+        let target = target?;
+        self.tls.resolver.table.load().find(&target.host)?;
+        let path = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+        let location = if port == 443 {
+            format!("https://{}{path}", target.host)
+        } else {
+            format!("https://{}:{port}{path}", target.host)
+        };
+        HeaderValue::try_from(location).ok().map(Local::Redirect)
     }
 
     async fn forward(
@@ -176,6 +211,49 @@ impl Router {
             });
         }
     }
+}
+
+/// A request the router answers itself on plain HTTP.
+enum Local {
+    /// An ACME challenge fetch, with the key authorization when the token is pending.
+    Challenge(Option<String>),
+    /// `Location` of the HTTPS URL for the same request.
+    Redirect(HeaderValue),
+}
+
+/// The key authorization, or 404 when no such challenge is pending: a stale token must fail
+/// validation rather than reach an app that knows nothing about it.
+fn challenge_response(
+    key_authorization: Option<String>,
+    mut log: AccessLog,
+) -> Response<ResponseBody> {
+    let (status, body) = match key_authorization {
+        Some(key_authorization) => (StatusCode::OK, key_authorization),
+        None => (
+            StatusCode::NOT_FOUND,
+            "no such challenge token\n".to_owned(),
+        ),
+    };
+    log.status = status.as_u16();
+    let mut response = Response::new(ResponseBody::page(Bytes::from(body), log));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// 308 rather than 301 so a redirected POST stays a POST with its body.
+fn redirect_response(location: HeaderValue, mut log: AccessLog) -> Response<ResponseBody> {
+    let status = StatusCode::PERMANENT_REDIRECT;
+    log.status = status.as_u16();
+    let mut response = Response::new(ResponseBody::page(Bytes::new(), log));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::LOCATION, location);
+    response
 }
 
 /// Methods whose repetition has the same effect as one request (RFC 9110 §9.2.2).

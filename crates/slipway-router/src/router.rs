@@ -1,5 +1,5 @@
-//! The shared router state: configuration, the hot-swapped route table, the in-flight counters
-//! and the upstream connection pool.
+//! The shared router state: configuration, the hot-swapped route table and certificates, the
+//! in-flight counters, the upstream connection pool and the ACME challenge tokens.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,11 +11,13 @@ use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use slipway_types::RouteSnapshot;
+use slipway_types::{CertSnapshot, RouteSnapshot};
 
 use crate::access_log::AccessLogSink;
+use crate::challenge::Challenges;
 use crate::connector::TimedConnector;
 use crate::table::{Counters, RouteTable};
+use crate::tls::{CertLoadError, Tls};
 
 /// Idle upstream connections are closed after this, so backends that left the table do not
 /// keep sockets open for long.
@@ -30,6 +32,10 @@ pub struct RouterConfig {
     pub connect_timeout: Duration,
     /// The public port clients connected to, told to apps as `X-Forwarded-Port`.
     pub listen_port: u16,
+    /// The public HTTPS port, when [`Router::serve_tls`] runs: plain-HTTP requests for a host
+    /// with a certificate are redirected there, and apps are told it as `X-Forwarded-Port` on
+    /// HTTPS requests. `None` means HTTPS is not served, so nothing is redirected.
+    pub https_port: Option<u16>,
     /// Also gets each request's log line, besides tracing, when the request reached a known app.
     pub access_log: Option<AccessLogSink>,
 }
@@ -41,6 +47,7 @@ impl Default for RouterConfig {
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             listen_port: 80,
+            https_port: None,
             access_log: None,
         }
     }
@@ -51,24 +58,51 @@ impl Default for RouterConfig {
 pub(crate) type UpstreamBody = Either<Incoming, Empty<Bytes>>;
 
 /// Host-based reverse proxy. Share it as `Arc<Router>`: the control plane calls
-/// [`Router::update`] and [`Router::in_flight`] while [`Router::serve`] runs.
+/// [`Router::update`], [`Router::update_certs`], the challenge methods and
+/// [`Router::in_flight`] while [`Router::serve`] and [`Router::serve_tls`] run.
 pub struct Router {
     pub(crate) config: RouterConfig,
     pub(crate) table: ArcSwap<RouteTable>,
     counters: Mutex<Counters>,
+    pub(crate) tls: Tls,
+    pub(crate) challenges: Challenges,
 }
 
 /// A connection pool to one backend instance.
 pub(crate) type UpstreamClient = Client<TimedConnector, UpstreamBody>;
 
 impl Router {
-    /// A router with an empty route table: every host gets 404 until the first update.
+    /// A router with an empty route table and no certificates: every host gets 404 until the
+    /// first update, and every TLS client gets a self-signed certificate generated here.
     pub fn new(config: RouterConfig) -> Arc<Router> {
         Arc::new(Router {
             config,
             table: ArcSwap::from_pointee(RouteTable::default()),
             counters: Mutex::new(Counters::default()),
+            tls: Tls::new(),
+            challenges: Challenges::default(),
         })
+    }
+
+    /// Replaces the served certificates atomically: the next handshake picks from the new set,
+    /// connections already open keep the certificate they were given. A certificate that does
+    /// not load is left out and returned as an error; the others are served regardless, so one
+    /// bad renewal cannot take every site's HTTPS down. Hosts that lose their certificate stop
+    /// being redirected to HTTPS.
+    pub fn update_certs(&self, snapshot: &CertSnapshot) -> Vec<CertLoadError> {
+        self.tls.update(snapshot)
+    }
+
+    /// Answers `GET /.well-known/acme-challenge/<token>` on plain HTTP with
+    /// `key_authorization`, for any host, until [`Router::remove_challenge`].
+    pub fn set_challenge(&self, token: &str, key_authorization: &str) {
+        self.challenges
+            .set(token.to_owned(), key_authorization.to_owned());
+    }
+
+    /// Stops answering `token`: it gets 404 from then on.
+    pub fn remove_challenge(&self, token: &str) {
+        self.challenges.remove(token);
     }
 
     /// Replaces the whole route table atomically: a request sees either the old table or the

@@ -11,6 +11,7 @@ use slipway_types::{AppName, Bump, ConfigVars, next_version};
 
 use crate::addons::Addons;
 use crate::auth::{Caller, TokenSigner};
+use crate::certs::Certs;
 use crate::config::ServerConfig;
 use crate::deployer::Deployer;
 use crate::error::{ApiError, ApiResult};
@@ -31,6 +32,8 @@ pub struct Platform {
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub addons: Addons,
+    /// Custom domains, the built-in DNS server's records and certificates.
+    pub certs: Certs,
 }
 
 #[derive(Clone)]

@@ -1,7 +1,7 @@
 //! Server configuration: flags, `SLIPWAY_*` environment variables and a TOML file, in that
 //! order of precedence, validated once at start.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,6 +26,9 @@ pub struct ServerArgs {
     /// Router, plain HTTP [default: 0.0.0.0:80]
     #[arg(long, env = "SLIPWAY_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
+    /// Router, TLS with SNI [default: 0.0.0.0:443]
+    #[arg(long, env = "SLIPWAY_HTTPS_LISTEN")]
+    pub https_listen: Option<SocketAddr>,
     /// Every app answers at <app>.<apps-domain> [default: localhost]
     #[arg(long, env = "SLIPWAY_APPS_DOMAIN")]
     pub apps_domain: Option<String>,
@@ -59,6 +62,27 @@ pub struct ServerArgs {
     /// Days the daily Postgres backups are kept under <data-dir>/backups [default: 7]
     #[arg(long, env = "SLIPWAY_BACKUP_RETENTION")]
     pub backup_retention: Option<u32>,
+    /// ACME directory URL (Let's Encrypt, or Pebble in tests) [default: none, no ACME]
+    #[arg(long, env = "SLIPWAY_ACME_DIRECTORY")]
+    pub acme_directory: Option<String>,
+    /// ACME account contact e-mail
+    #[arg(long, env = "SLIPWAY_ACME_EMAIL")]
+    pub acme_email: Option<String>,
+    /// Extra root CA (PEM) to trust when talking to the ACME server
+    #[arg(long, env = "SLIPWAY_ACME_CA_BUNDLE")]
+    pub acme_ca_bundle: Option<PathBuf>,
+    /// Built-in authoritative DNS server for the apps domain, like 0.0.0.0:53 [default: off]
+    #[arg(long, env = "SLIPWAY_DNS_LISTEN")]
+    pub dns_listen: Option<SocketAddr>,
+    /// Zones of custom domains delegated to the built-in DNS server, comma-separated
+    #[arg(long, env = "SLIPWAY_DNS_ZONES", value_delimiter = ',')]
+    pub dns_zones: Option<Vec<String>>,
+    /// Address served for apps and expected by domain checks [default: first non-loopback address]
+    #[arg(long, env = "SLIPWAY_PUBLIC_IP")]
+    pub public_ip: Option<IpAddr>,
+    /// DNS server that domain checks ask, like 127.0.0.1:53 [default: the system's resolvers]
+    #[arg(long, env = "SLIPWAY_DNS_RESOLVER")]
+    pub dns_resolver: Option<SocketAddr>,
 }
 
 /// The same settings as they appear in the TOML file.
@@ -69,6 +93,7 @@ struct FileConfig {
     database_url: Option<String>,
     api_listen: Option<SocketAddr>,
     http_listen: Option<SocketAddr>,
+    https_listen: Option<SocketAddr>,
     apps_domain: Option<String>,
     runtime: Option<String>,
     stack_image: Option<String>,
@@ -80,6 +105,13 @@ struct FileConfig {
     postgres_image: Option<String>,
     redis_image: Option<String>,
     backup_retention: Option<u32>,
+    acme_directory: Option<String>,
+    acme_email: Option<String>,
+    acme_ca_bundle: Option<PathBuf>,
+    dns_listen: Option<SocketAddr>,
+    dns_zones: Option<Vec<String>>,
+    public_ip: Option<IpAddr>,
+    dns_resolver: Option<SocketAddr>,
 }
 
 /// The validated configuration the server runs with.
@@ -89,6 +121,7 @@ pub struct ServerConfig {
     pub database_url: String,
     pub api_listen: SocketAddr,
     pub http_listen: SocketAddr,
+    pub https_listen: SocketAddr,
     pub apps_domain: String,
     pub stack_image: String,
     pub build_ca_bundle: Option<PathBuf>,
@@ -101,6 +134,21 @@ pub struct ServerConfig {
     pub redis_image: String,
     /// How long scheduled backups are kept.
     pub backup_retention: Duration,
+    /// Certificates are ordered only when this is set.
+    pub acme: Option<AcmeSettings>,
+    pub dns_listen: Option<SocketAddr>,
+    /// Zones of custom domains whose DNS is delegated to the built-in server.
+    pub dns_zones: Vec<String>,
+    pub public_ip: IpAddr,
+    /// `None`: the system's resolvers.
+    pub dns_resolver: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AcmeSettings {
+    pub directory: String,
+    pub email: Option<String>,
+    pub ca_bundle: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +202,7 @@ impl ServerArgs {
             .or(file.apps_domain)
             .unwrap_or_else(|| "localhost".into())
             .to_ascii_lowercase();
-        validate_domain(&apps_domain)?;
+        let apps_domain = validate_domain("--apps-domain", apps_domain)?;
         let build_ca_bundle = self.build_ca_bundle.or(file.build_ca_bundle);
         if let Some(bundle) = &build_ca_bundle
             && !bundle.is_file()
@@ -198,6 +246,21 @@ impl ServerArgs {
                 message: format!("must be between 1 and 3650 days, not {backup_retention}"),
             });
         }
+        let acme = match self.acme_directory.or(file.acme_directory) {
+            Some(directory) => Some(acme_settings(
+                directory,
+                self.acme_email.or(file.acme_email),
+                self.acme_ca_bundle.or(file.acme_ca_bundle),
+            )?),
+            None => None,
+        };
+        let dns_zones = self.dns_zones.or(file.dns_zones).unwrap_or_default();
+        let dns_zones = dns_zones
+            .iter()
+            .map(|zone| zone.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|zone| !zone.is_empty())
+            .map(|zone| validate_domain("--dns-zones", zone))
+            .collect::<Result<Vec<_>, _>>()?;
         let master_key_file = self
             .master_key_file
             .or(file.master_key_file)
@@ -212,7 +275,19 @@ impl ServerArgs {
                 .http_listen
                 .or(file.http_listen)
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 80))),
+            https_listen: self
+                .https_listen
+                .or(file.https_listen)
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 443))),
             apps_domain,
+            acme,
+            dns_listen: self.dns_listen.or(file.dns_listen),
+            dns_zones,
+            public_ip: self
+                .public_ip
+                .or(file.public_ip)
+                .unwrap_or_else(first_public_address),
+            dns_resolver: self.dns_resolver.or(file.dns_resolver),
             stack_image: self
                 .stack_image
                 .or(file.stack_image)
@@ -284,7 +359,58 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-fn validate_domain(domain: &str) -> Result<(), ConfigError> {
+fn acme_settings(
+    directory: String,
+    email: Option<String>,
+    ca_bundle: Option<PathBuf>,
+) -> Result<AcmeSettings, ConfigError> {
+    if !directory.starts_with("https://") {
+        return Err(ConfigError::Invalid {
+            setting: "--acme-directory",
+            message: format!("`{directory}` is not an https:// URL of an ACME directory"),
+        });
+    }
+    if let Some(email) = &email
+        && (email.contains(char::is_whitespace) || !email.contains('@'))
+    {
+        return Err(ConfigError::Invalid {
+            setting: "--acme-email",
+            message: format!("`{email}` is not an e-mail address"),
+        });
+    }
+    if let Some(bundle) = &ca_bundle
+        && !bundle.is_file()
+    {
+        return Err(ConfigError::Invalid {
+            setting: "--acme-ca-bundle",
+            message: format!("`{}` is not a readable file", bundle.display()),
+        });
+    }
+    Ok(AcmeSettings {
+        directory,
+        email,
+        ca_bundle: ca_bundle.map(|p| absolute(&p)),
+    })
+}
+
+/// The first address of an interface that is up and not loopback, IPv4 first; loopback when
+/// there is none (a laptop offline).
+fn first_public_address() -> IpAddr {
+    let addresses: Vec<IpAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|iface| !iface.is_loopback())
+        .map(|iface| iface.ip())
+        .collect();
+    addresses
+        .iter()
+        .find(|ip| ip.is_ipv4())
+        .or_else(|| addresses.first())
+        .copied()
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+fn validate_domain(setting: &'static str, domain: String) -> Result<String, ConfigError> {
     let valid = !domain.is_empty()
         && domain.len() <= 200
         && domain.split('.').all(|label| {
@@ -295,10 +421,10 @@ fn validate_domain(domain: &str) -> Result<(), ConfigError> {
                 && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         });
     if valid {
-        Ok(())
+        Ok(domain)
     } else {
         Err(ConfigError::Invalid {
-            setting: "--apps-domain",
+            setting,
             message: format!("`{domain}` is not a valid domain name"),
         })
     }

@@ -3,7 +3,9 @@
 pub mod addons;
 pub mod apps;
 pub mod builds;
+pub mod certs;
 pub mod config;
+pub mod domains;
 pub mod formation;
 pub mod git;
 pub mod health;

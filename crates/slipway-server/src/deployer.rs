@@ -69,6 +69,8 @@ pub struct Deployer {
     locks: Mutex<HashMap<AppName, Arc<tokio::sync::Mutex<()>>>>,
     /// Healthy web backends per app; every app in the store has an entry.
     sites: Mutex<BTreeMap<AppName, Vec<Backend>>>,
+    /// Custom domains per app, routed beside `<app>.<apps-domain>`.
+    custom_hosts: Mutex<BTreeMap<AppName, Vec<String>>>,
     /// Crash restarts by slot (`app/web.1`): attempts so far and when the next may happen.
     restarts: Mutex<HashMap<String, (u32, Instant)>>,
 }
@@ -94,6 +96,7 @@ impl Deployer {
                 .build()?,
             locks: Mutex::default(),
             sites: Mutex::default(),
+            custom_hosts: Mutex::default(),
             restarts: Mutex::default(),
         })
     }
@@ -492,6 +495,12 @@ impl Deployer {
         });
     }
 
+    /// Replaces every app's custom domains in the route table.
+    pub fn set_custom_hosts(&self, hosts: BTreeMap<AppName, Vec<String>>) {
+        *self.custom_hosts.lock().unwrap_or_else(|e| e.into_inner()) = hosts;
+        self.update_sites(|_| {});
+    }
+
     pub fn forget_app(&self, app: &AppName) {
         self.update_sites(|sites| {
             sites.remove(app);
@@ -499,12 +508,15 @@ impl Deployer {
     }
 
     fn snapshot(&self, sites: &BTreeMap<AppName, Vec<Backend>>) -> RouteSnapshot {
+        let custom_hosts = self.custom_hosts.lock().unwrap_or_else(|e| e.into_inner());
         RouteSnapshot {
             sites: sites
                 .iter()
                 .map(|(app, backends)| SiteRoutes {
                     app: app.clone(),
-                    hosts: vec![format!("{app}.{}", self.apps_domain)],
+                    hosts: std::iter::once(format!("{app}.{}", self.apps_domain))
+                        .chain(custom_hosts.get(app).into_iter().flatten().cloned())
+                        .collect(),
                     backends: backends.clone(),
                 })
                 .collect(),

@@ -3,6 +3,7 @@
 mod addons;
 mod app;
 mod auth;
+mod certs;
 pub mod config;
 mod controllers;
 mod deployer;
@@ -21,6 +22,8 @@ use std::time::Duration;
 use anyhow::Context;
 use slipway_addons::AddonImages;
 use slipway_builder::{Builder, BuilderConfig};
+use slipway_domains::check::DnsChecker;
+use slipway_domains::dns::{DnsConfig, DnsServer};
 use slipway_engine::{ContainerEngine, DockerEngine};
 use slipway_git::{HookListener, Repos};
 use slipway_router::{AccessLogSink, Router, RouterConfig};
@@ -35,6 +38,7 @@ pub use config::{ServerArgs, ServerConfig};
 use crate::addons::{Addons, AddonsConfig};
 use crate::app::{AppState, Platform};
 use crate::auth::{TokenSigner, instance_id, load_or_create_master_key, write_secret_file};
+use crate::certs::Certs;
 use crate::deployer::{Deployer, DeployerConfig};
 use crate::logs::LogHub;
 use crate::push::BuildQueue;
@@ -47,6 +51,7 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 pub struct Listeners {
     pub api: TcpListener,
     pub http: TcpListener,
+    pub https: TcpListener,
 }
 
 impl Listeners {
@@ -54,6 +59,7 @@ impl Listeners {
         Ok(Self {
             api: bind(config.api_listen, "--api-listen").await?,
             http: bind(config.http_listen, "--http-listen").await?,
+            https: bind(config.https_listen, "--https-listen").await?,
         })
     }
 }
@@ -73,6 +79,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.api_listen = listeners.api.local_addr()?;
     config.http_listen = listeners.http.local_addr()?;
+    config.https_listen = listeners.https.local_addr()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir `{}`", config.data_dir.display()))?;
 
@@ -100,12 +107,33 @@ pub async fn run(
         .with_context(|| format!("opening the log folder `{}`", logs_dir.display()))?;
     let router = Router::new(RouterConfig {
         listen_port: config.http_listen.port(),
+        https_port: Some(config.https_listen.port()),
         access_log: Some(AccessLogSink::new({
             let logs = logs.clone();
             move |app, line| logs.router_line(app, line)
         })),
         ..RouterConfig::default()
     });
+    let dns = match config.dns_listen {
+        Some(addr) => Some(
+            DnsServer::start(
+                addr,
+                DnsConfig {
+                    apps_domain: config.apps_domain.clone(),
+                    extra_zones: config.dns_zones.clone(),
+                    public_ip: config.public_ip,
+                },
+                shutdown.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let checker = match config.dns_resolver {
+        Some(addr) => DnsChecker::with_nameserver(addr),
+        None => DnsChecker::system()?,
+    };
+    let certs = Certs::new(store.clone(), router.clone(), dns, checker, &config);
     let hook_socket = config.data_dir.join("hook.sock");
     let exe = std::env::current_exe().context("locating the slipway binary for the git hook")?;
     let platform = Arc::new(Platform {
@@ -144,6 +172,7 @@ pub async fn run(
         ),
         logs,
         metrics: metrics::install()?,
+        certs,
         store,
         signer,
         config,
@@ -152,6 +181,7 @@ pub async fn run(
     for app in platform.store.apps().await? {
         platform.deployer.set_backends(&app.name, Vec::new());
     }
+    platform.certs.sync(&platform).await?;
     platform.deployer.reconcile_all().await?;
     platform.runs.adopt().await?;
     let hooks = HookListener::bind(&hook_socket)?;
@@ -160,11 +190,23 @@ pub async fn run(
     tasks.spawn(push::serve_pushes(platform.clone(), hooks));
     tasks.spawn(reconcile_loop(platform.clone(), shutdown.clone()));
     tasks.spawn(addons::run(platform.clone(), shutdown.clone()));
+    tasks.spawn(certs::run_dns(platform.clone(), shutdown.clone()));
+    tasks.spawn(certs::run_orders(platform.clone(), shutdown.clone()));
     let logs_shutdown = shutdown.clone();
     let logs = platform.logs.clone();
     tasks.spawn(async move {
         logs_shutdown.cancelled().await;
         logs.close();
+    });
+    let tls_shutdown = shutdown.clone();
+    let tls_router = router.clone();
+    tasks.spawn(async move {
+        if let Err(error) = tls_router
+            .serve_tls(listeners.https, tls_shutdown.cancelled_owned())
+            .await
+        {
+            tracing::error!(%error, "router stopped serving HTTPS");
+        }
     });
     let router_shutdown = shutdown.clone();
     tasks.spawn(async move {
@@ -178,6 +220,8 @@ pub async fn run(
     tracing::info!(
         api = %platform.config.api_url(),
         router = %platform.config.http_listen,
+        https = %platform.config.https_listen,
+        dns = ?platform.config.dns_listen,
         apps_domain = %platform.config.apps_domain,
         "slipway is running"
     );

@@ -1,12 +1,13 @@
 //! Every route of the API server.
 
 use axum::Router;
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, put};
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 use crate::controllers::{
-    addons, apps, builds, config, formation, git, health, logs, releases, runs, whoami,
+    addons, apps, builds, certs, config, domains, formation, git, health, logs, releases, runs,
+    whoami,
 };
 use crate::error::ApiError;
 
@@ -50,6 +51,16 @@ pub fn build(state: AppState) -> Router {
             "/v1/apps/{app}/addons/{name}/backups/{id}/restore",
             post(addons::restore),
         )
+        .route(
+            "/v1/apps/{app}/domains",
+            get(domains::list).post(domains::create),
+        )
+        .route(
+            "/v1/apps/{app}/domains/{hostname}",
+            get(domains::show).delete(domains::destroy),
+        )
+        .route("/v1/apps/{app}/certs", get(certs::list).post(certs::create))
+        .route("/v1/apps/{app}/certs/auto", put(certs::set_auto))
         .route("/git/{repo}/{*rest}", any(git::serve))
         .fallback(async || ApiError::not_found("no such API endpoint"))
         .layer(TraceLayer::new_for_http())

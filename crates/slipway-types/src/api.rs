@@ -653,3 +653,151 @@ mod tests {
         assert_eq!(LogSource::parse("heroku"), None);
     }
 }
+
+/// Whether a custom domain's DNS points at the platform yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsStatus {
+    /// Not yet: certificates wait, the domain is checked again every few seconds.
+    Pending,
+    Verified,
+}
+
+impl DnsStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnsStatus::Pending => "pending",
+            DnsStatus::Verified => "verified",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [DnsStatus::Pending, DnsStatus::Verified]
+            .into_iter()
+            .find(|status| status.as_str() == s)
+    }
+}
+
+/// Where a certificate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertSource {
+    /// Ordered and renewed by Slipway.
+    Acme,
+    /// Uploaded with `certs:add`; never renewed by Slipway.
+    Manual,
+}
+
+impl CertSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertSource::Acme => "acme",
+            CertSource::Manual => "manual",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [CertSource::Acme, CertSource::Manual]
+            .into_iter()
+            .find(|source| source.as_str() == s)
+    }
+}
+
+/// Where a certificate's issuance stands. A `failed` certificate that was issued before keeps
+/// being served until it expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertStatus {
+    /// Waiting for DNS or for the ACME order.
+    Pending,
+    Issued,
+    /// The last order failed; `last_error` says why and `next_attempt_at` when it retries.
+    Failed,
+}
+
+impl CertStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertStatus::Pending => "pending",
+            CertStatus::Issued => "issued",
+            CertStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [CertStatus::Pending, CertStatus::Issued, CertStatus::Failed]
+            .into_iter()
+            .find(|status| status.as_str() == s)
+    }
+}
+
+/// `POST /v1/apps/{app}/domains`. A plain string so the server can say what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddDomain {
+    pub hostname: String,
+}
+
+/// One custom domain of an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainInfo {
+    pub hostname: String,
+    pub dns_status: DnsStatus,
+    /// The record the domain needs, like `CNAME web.apps.example.com`.
+    pub dns_expected: String,
+    /// What the last check found.
+    pub dns_found: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub checked_at: Option<OffsetDateTime>,
+    /// The certificate's status, when the domain has or awaits one.
+    pub cert_status: Option<CertStatus>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// One certificate of an app (or the platform's wildcard).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertInfo {
+    /// The name it is for: a custom domain, or `*.<apps-domain>`.
+    pub domain: String,
+    pub source: CertSource,
+    pub status: CertStatus,
+    pub issuer: Option<String>,
+    /// Hexadecimal.
+    pub serial: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub not_after: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_attempt_at: Option<OffsetDateTime>,
+}
+
+/// `GET /v1/apps/{app}/certs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertsView {
+    /// Whether Slipway orders certificates for the app's custom domains.
+    pub auto: bool,
+    pub certs: Vec<CertInfo>,
+}
+
+/// `PUT /v1/apps/{app}/certs/auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertsAuto {
+    pub enabled: bool,
+}
+
+/// `POST /v1/apps/{app}/certs`: a user-supplied certificate chain and its private key, PEM.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddCert {
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+/// Keeps the private key out of logs.
+impl fmt::Debug for AddCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AddCert")
+            .field("chain_pem", &format_args!("{} bytes", self.chain_pem.len()))
+            .field("key_pem", &format_args!("<redacted>"))
+            .finish()
+    }
+}

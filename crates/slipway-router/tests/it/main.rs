@@ -1,11 +1,13 @@
 //! The router against real sockets on 127.0.0.1: small hyper upstreams that echo what they
-//! received, a router on port 0, and clients speaking HTTP/1.1, HTTP/2 and raw TCP.
+//! received, a router on port 0, and clients speaking HTTP/1.1, HTTP/2, TLS and raw TCP.
 
 mod access_log;
 mod balancing;
 mod failures;
 mod forwarding;
 mod lifecycle;
+mod pki;
 mod routing;
 mod streaming;
 mod support;
+mod tls;

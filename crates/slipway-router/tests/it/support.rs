@@ -18,7 +18,7 @@ use slipway_router::{Router, RouterConfig};
 use slipway_types::{Backend, RouteSnapshot, SiteRoutes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
+use tokio::sync::{Mutex, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Every wait in these tests gives up after this long and fails the test.
@@ -28,6 +28,9 @@ pub const HOST: &str = "demo.example.com";
 
 /// The port the router claims clients connected to, distinct from its real port on purpose.
 pub const PUBLIC_PORT: u16 = 8080;
+
+/// The HTTPS port the router claims, likewise distinct from the one it binds.
+pub const PUBLIC_HTTPS_PORT: u16 = 8443;
 
 type UpstreamBody = BoxBody<Bytes, Infallible>;
 
@@ -219,12 +222,14 @@ pub fn site(app: &str, hosts: &[&str], backends: Vec<Backend>) -> SiteRoutes {
     }
 }
 
-/// A router serving on 127.0.0.1:0 until [`TestRouter::stop`].
+/// A router serving HTTP and HTTPS on 127.0.0.1:0 until [`TestRouter::begin_shutdown`].
 pub struct TestRouter {
     pub router: Arc<Router>,
     pub addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
+    pub tls_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
     pub task: JoinHandle<io::Result<()>>,
+    pub tls_task: JoinHandle<io::Result<()>>,
 }
 
 impl TestRouter {
@@ -236,19 +241,35 @@ impl TestRouter {
         .await
     }
 
+    /// Like [`TestRouter::start`], redirecting hosts with a certificate to HTTPS.
+    pub async fn start_with_https() -> TestRouter {
+        Self::with_config(RouterConfig {
+            listen_port: PUBLIC_PORT,
+            https_port: Some(PUBLIC_HTTPS_PORT),
+            ..RouterConfig::default()
+        })
+        .await
+    }
+
     pub async fn with_config(config: RouterConfig) -> TestRouter {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind router");
         let addr = listener.local_addr().expect("router addr");
+        let tls_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind router");
+        let tls_addr = tls_listener.local_addr().expect("router addr");
         let router = Router::new(config);
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(Arc::clone(&router).serve(listener, async move {
-            let _ = rx.await;
-        }));
+        let (shutdown, stop) = watch::channel(false);
+        let stopped = |mut stop: watch::Receiver<bool>| async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        let task = tokio::spawn(Arc::clone(&router).serve(listener, stopped(stop.clone())));
+        let tls_task = tokio::spawn(Arc::clone(&router).serve_tls(tls_listener, stopped(stop)));
         TestRouter {
             router,
             addr,
-            shutdown: Some(tx),
+            tls_addr,
+            shutdown,
             task,
+            tls_task,
         }
     }
 
@@ -259,10 +280,9 @@ impl TestRouter {
         });
     }
 
-    pub fn begin_shutdown(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+    /// Stops both listeners.
+    pub fn begin_shutdown(&self) {
+        let _ = self.shutdown.send(true);
     }
 
     /// Waits until `addr` has `expected` requests in flight.

@@ -33,6 +33,7 @@ pub async fn create(
         return Err(ApiError::internal(error));
     }
     state.deployer.set_backends(&name, Vec::new());
+    state.certs.changed();
     state
         .audit(&caller, "apps.create", name.as_str(), None)
         .await;
@@ -71,6 +72,7 @@ pub async fn destroy(
         .map_err(ApiError::internal)?;
     state.store.delete_app(app.id).await?;
     state.logs.forget(&app.name);
+    state.certs.changed();
     state
         .audit(&caller, "apps.destroy", app.name.as_str(), None)
         .await;

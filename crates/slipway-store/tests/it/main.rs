@@ -3,6 +3,7 @@
 mod addons;
 mod apps;
 mod builds;
+mod domains;
 mod formation;
 mod open;
 mod releases;

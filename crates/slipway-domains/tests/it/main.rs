@@ -1,0 +1,3 @@
+mod acme;
+mod acme_support;
+mod dns;
