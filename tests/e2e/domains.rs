@@ -186,6 +186,7 @@ async fn domains_get_certificates_that_renew_and_dns_follows_apps() {
 
     let added = env.slipway_ok(&repo, &["domains:add", "www.example.test"]);
     assert!(added.contains(&format!("CNAME {app}.apps.test")), "{added}");
+    assert!(added.contains("DNS already points here"), "{added}");
     assert!(
         dig_short(dns_port, "www.example.test", "A").contains(&format!("{app}.apps.test.")),
         "the delegated zone answers the custom domain with a CNAME to the app"
@@ -273,6 +274,29 @@ async fn domains_get_certificates_that_renew_and_dns_follows_apps() {
     let (status, _) = curl_https(&env, "www.example.test", acme.root.path());
     assert_eq!(status, 200);
 
+    // The CA goes away: the next renewal fails, `certs` says why and when it retries, and the
+    // certificate issued before keeps serving until it expires.
+    let serving = served_serial(&env, "www.example.test");
+    let Acme { pebble, root } = acme;
+    drop(pebble);
+    let failed = eventually(Duration::from_secs(60), async || {
+        let certs = env.slipway_ok(&repo, &["certs", "--json"]);
+        let view: serde_json::Value = serde_json::from_str(&certs).expect("certs json");
+        view["certs"].as_array().is_some_and(|certs| {
+            certs.iter().any(|cert| {
+                cert["domain"] == "www.example.test"
+                    && cert["status"] == "failed"
+                    && cert["last_error"].is_string()
+                    && cert["next_attempt_at"].is_string()
+            })
+        })
+    })
+    .await;
+    assert!(failed, "{}", env.slipway_ok(&repo, &["certs"]));
+    assert_eq!(served_serial(&env, "www.example.test"), serving);
+    let (status, body) = curl_https(&env, "www.example.test", root.path());
+    assert_eq!(status, 200, "the old certificate still serves: {body}");
+
     env.slipway_ok(&repo, &["domains:remove", "www.example.test"]);
     let listed = env.slipway_ok(&repo, &["domains"]);
     assert!(!listed.contains("www.example.test"), "{listed}");
@@ -319,6 +343,22 @@ async fn bad_domains_certificates_and_a_dead_acme_server_are_reported() {
         assert!(text(&out).contains(says), "{bad}: {}", text(&out));
     }
     env.slipway_ok(&repo, &["domains:add", "shop.example.test"]);
+    // A domain whose DNS is elsewhere stays pending, saying what was found and what is needed.
+    let outside = env.slipway_ok(&repo, &["domains:add", "www.outside.test"]);
+    assert!(outside.contains("DNS does not point here yet"), "{outside}");
+    assert!(
+        outside.contains(&format!("CNAME {app}.apps.test")),
+        "{outside}"
+    );
+    let listed = env.slipway_ok(&repo, &["domains"]);
+    let row = listed
+        .lines()
+        .find(|line| line.starts_with("www.outside.test"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("pending") && row.contains("refused"),
+        "{listed}"
+    );
     let taken = env.slipway(&other_repo, &["domains:add", "SHOP.example.test."]);
     assert!(!taken.status.success());
     assert!(

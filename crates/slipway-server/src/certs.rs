@@ -14,7 +14,7 @@ use slipway_domains::certs::{CertInfo, renewal_due};
 use slipway_domains::check::{DnsCheck, DnsChecker};
 use slipway_domains::dns::DnsServer;
 use slipway_router::Router;
-use slipway_store::{CertFacts, CertPair, Certificate, IssuedCert, Store};
+use slipway_store::{CertFacts, CertPair, Certificate, Domain, IssuedCert, Store};
 use slipway_types::api::{CertSource, CertStatus, DnsStatus};
 use slipway_types::{AppName, CertSnapshot, DomainName, ServedCert};
 use time::OffsetDateTime;
@@ -169,22 +169,8 @@ impl Certs {
                     .checked_at
                     .is_none_or(|at| now - at >= RECHECK_VERIFIED_EVERY);
             if due {
-                let target = self.dns_target(&domain.app);
-                let (status, found) = match self
-                    .checker
-                    .check(&domain.hostname, &target, self.public_ip)
-                    .await
-                {
-                    DnsCheck::Verified { record } => (DnsStatus::Verified, record),
-                    DnsCheck::Pending { found } => (DnsStatus::Pending, found),
-                };
-                if status != domain.dns_status {
-                    tracing::info!(domain = %domain.hostname, app = %domain.app, dns = status.as_str(), %found, "domain DNS status changed");
-                    changed = true;
-                }
-                self.store
-                    .set_dns_status(&domain.hostname, status, &found)
-                    .await?;
+                let status = self.check(&domain).await?;
+                changed |= status != domain.dns_status;
                 if status != DnsStatus::Verified {
                     continue;
                 }
@@ -203,6 +189,26 @@ impl Certs {
         Ok(changed)
     }
 
+    /// Checks one domain's DNS now and records the result.
+    pub async fn check(&self, domain: &Domain) -> anyhow::Result<DnsStatus> {
+        let target = self.dns_target(&domain.app);
+        let (status, found) = match self
+            .checker
+            .check(&domain.hostname, &target, self.public_ip)
+            .await
+        {
+            DnsCheck::Verified { record } => (DnsStatus::Verified, record),
+            DnsCheck::Pending { found } => (DnsStatus::Pending, found),
+        };
+        if status != domain.dns_status {
+            tracing::info!(domain = %domain.hostname, app = %domain.app, dns = status.as_str(), %found, "domain DNS status changed");
+        }
+        self.store
+            .set_dns_status(&domain.hostname, status, &found)
+            .await?;
+        Ok(status)
+    }
+
     /// Orders every certificate that is due: new, failed and past its back-off, or at its
     /// renewal time. Returns how long the loop may sleep before the next one is due.
     async fn order_due(&self) -> anyhow::Result<Duration> {
@@ -214,8 +220,8 @@ impl Certs {
             if !self.is_due(&cert, now).await? {
                 continue;
             }
-            if let Err(error) = self.order(settings, &cert).await {
-                self.record_failure(&cert, &error).await?;
+            if let Err(failure) = self.order(settings, &cert).await {
+                self.record_failure(&cert, &failure).await?;
             }
         }
         let now = OffsetDateTime::now_utc();
@@ -249,21 +255,18 @@ impl Certs {
         })
     }
 
-    async fn order(&self, settings: &AcmeSettings, cert: &Certificate) -> Result<(), String> {
+    async fn order(&self, settings: &AcmeSettings, cert: &Certificate) -> Result<(), OrderFailure> {
         let name: DomainName = cert
             .name
             .parse()
-            .map_err(|e: slipway_types::DomainError| e.to_string())?;
-        let client = self.client(settings).await.map_err(|e| e.to_string())?;
+            .map_err(|e: slipway_types::DomainError| OrderFailure::from(e.to_string()))?;
+        let client = self.client(settings).await?;
         tracing::info!(domain = %name, renewal = cert.pair.is_some(), "ordering a certificate");
         let solver = Solver {
             router: self.router.clone(),
             dns: self.dns.clone(),
         };
-        let issued = client
-            .issue(std::slice::from_ref(&name), &solver)
-            .await
-            .map_err(|e| e.to_string())?;
+        let issued = client.issue(std::slice::from_ref(&name), &solver).await?;
         let facts = facts_of(&issued.info);
         self.store
             .save_certificate(IssuedCert {
@@ -278,14 +281,25 @@ impl Certs {
                 renew_at: Some(renewal_due(&issued.info)),
             })
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| OrderFailure::from(e.to_string()))?;
         tracing::info!(domain = %name, serial = %facts.serial, expires = %facts.not_after, "certificate issued");
         Ok(())
     }
 
-    async fn record_failure(&self, cert: &Certificate, error: &str) -> anyhow::Result<()> {
-        let backoff = backoff(cert.failures);
+    /// Schedules the retry after the back-off, or later when the CA asked for more (a rate
+    /// limit's `Retry-After`).
+    async fn record_failure(
+        &self,
+        cert: &Certificate,
+        failure: &OrderFailure,
+    ) -> anyhow::Result<()> {
+        let asked = failure
+            .retry_after
+            .and_then(|wait| time::Duration::try_from(wait).ok())
+            .unwrap_or(time::Duration::ZERO);
+        let backoff = backoff(cert.failures).max(asked);
         let retry_at = OffsetDateTime::now_utc() + backoff;
+        let error = &failure.message;
         tracing::warn!(domain = %cert.name, %error, retry_in = %backoff, failures = cert.failures + 1, "ordering a certificate failed");
         metrics::counter!("slipway_certificate_failures_total", "domain" => cert.name.clone())
             .increment(1);
@@ -321,6 +335,30 @@ impl Certs {
         let connected = Arc::new(connected);
         *client = Some(connected.clone());
         Ok(connected)
+    }
+}
+
+/// Why an order failed, and how long the CA asked us to wait, if it did.
+struct OrderFailure {
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl From<String> for OrderFailure {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            retry_after: None,
+        }
+    }
+}
+
+impl From<AcmeError> for OrderFailure {
+    fn from(error: AcmeError) -> Self {
+        Self {
+            retry_after: error.retry_after(),
+            message: error.to_string(),
+        }
     }
 }
 

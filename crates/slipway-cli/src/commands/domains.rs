@@ -43,9 +43,20 @@ pub(crate) async fn add(session: &mut Session<'_>, hostname: &str) -> anyhow::Re
     if session.global.json {
         return session.print_json(&domain);
     }
+    let dns = match domain.dns_status {
+        DnsStatus::Verified => format!(
+            "DNS already points here ({})",
+            domain.dns_found.as_deref().unwrap_or("verified")
+        ),
+        DnsStatus::Pending => format!(
+            "DNS does not point here yet (found {}): add this record at your DNS provider: {}",
+            domain.dns_found.as_deref().unwrap_or("nothing"),
+            domain.dns_expected
+        ),
+    };
     session.print(&format!(
-        "Added {} to {app}\nPoint its DNS at the platform with this record: {}\nCheck the status with `slipway domains`, or wait with `slipway domains:wait {}`\n",
-        domain.hostname, domain.dns_expected, domain.hostname
+        "Added {} to {app}\n{dns}\nCheck the status with `slipway domains`, or wait with `slipway domains:wait {}`\n",
+        domain.hostname, domain.hostname
     ))
 }
 

@@ -69,6 +69,15 @@ pub async fn create(
         )
         .await;
     state.certs.changed();
+    // Route it and serve it in the built-in DNS now, then answer with whether DNS already
+    // points here; the background loop keeps checking.
+    if let Err(error) = state.certs.sync(&state).await {
+        tracing::warn!(domain = %hostname, %error, "syncing domains failed");
+    }
+    if let Err(error) = state.certs.check(&domain).await {
+        tracing::warn!(domain = %hostname, %error, "checking a new domain's DNS failed");
+    }
+    let domain = state.store.domain(&hostname).await?.unwrap_or(domain);
     Ok((
         StatusCode::CREATED,
         Json(domain_info(&state, &domain).await?),
