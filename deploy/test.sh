@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/lib.sh
 
-install_packages docker.io debootstrap git busybox-static ca-certificates pebble bind9-dnsutils curl openssl
+install_packages docker.io debootstrap git busybox-static ca-certificates pebble bind9-dnsutils curl openssl openssh-client python3-venv chromium chromium-driver
 start_dockerd
 
 say "building slipway"
@@ -25,3 +25,6 @@ cargo test --workspace 2>&1 | tee "$log"
 # One closing line for the whole run: cargo's last line belongs to an empty doc-test binary.
 awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
      END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$log"
+
+say "fuzzing the live API"
+deploy/schemathesis.sh target/debug/slipway

@@ -4,9 +4,11 @@
 # 1 MB response. Then HTTPS, both terminating TLS with the same certificate and key (ECDSA P-256,
 # made here by openssl) for bench.localhost: keep-alive requests, and a new connection (so a new
 # TLS handshake) per request with `Connection: close`. Prints requests/s, p50 and p99 of each
-# and the Slipway/nginx ratios. Everything listens on 127.0.0.1 and stops at the end.
+# and the Slipway/nginx ratios. Then full TLS handshakes per second (no session resumption) with
+# `openssl s_time -new`, which sends no SNI, and with a Python client that sends SNI
+# bench.localhost and never offers a session. Everything listens on 127.0.0.1 and stops at the end.
 #
-#   DURATION=10s CONNECTIONS=32 deploy/bench/router.sh
+#   DURATION=10s CONNECTIONS=32 PARTS="http https handshakes" deploy/bench/router.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v nginx >/dev/null || { echo "install nginx: apt-get install nginx-light" >&2; exit 1; }
@@ -14,6 +16,7 @@ command -v wrk >/dev/null || { echo "install wrk: apt-get install wrk" >&2; exit
 command -v openssl >/dev/null || { echo "install openssl: apt-get install openssl" >&2; exit 1; }
 duration=${DURATION:-10s}
 connections=${CONNECTIONS:-32}
+parts=" ${PARTS:-http https handshakes} "
 router=${ROUTER_BIN:-$PWD/target/release/examples/route_to}
 [ -x "$router" ] || { echo "build it first: cargo build --release -p slipway-router --example route_to" >&2; exit 1; }
 
@@ -116,6 +119,7 @@ report() {
         END { printf "%.0f %.2f %.2f\n", rps, p50, p99 }' <<<"$out"
 }
 
+if [[ $parts == *" http "* ]]; then
 printf '%-8s %-8s %12s %10s %10s\n' size target "requests/s" "p50 ms" "p99 ms"
 for file in small large; do
     read -r d_rps d_p50 d_p99 < <(run direct "$upstream" "$file")
@@ -131,6 +135,7 @@ s, n, sp, np_, d = map(float, (s, n, sp, np_, d))
 print(f"{f}: slipway/nginx throughput {s / n:.2f}x, p99 {sp / np_:.2f}x; slipway overhead vs direct {100 * (1 - s / d):.0f}% throughput")
 PY
 done
+fi
 
 # Whether each server resumes a TLS session, which decides what a new connection costs: wrk
 # keeps each connection's session across reconnects, so both sides resume when they can.
@@ -144,6 +149,7 @@ resumes() {
         echo no
     fi
 }
+if [[ $parts == *" https "* ]]; then
 echo
 echo "HTTPS (TLS session resumption: nginx $(resumes "$nginx_tls"), slipway $(resumes "$slipway_tls"))"
 printf '%-16s %-8s %12s %10s %10s\n' mode target "requests/s" "p50 ms" "p99 ms"
@@ -163,3 +169,49 @@ s, n, sp, np_ = map(float, sys.argv[1:5])
 print(f"https {sys.argv[5]}: slipway/nginx throughput {s / n:.2f}x, p99 {sp / np_:.2f}x")
 PY
 done
+fi
+
+# Full handshakes: a new TCP connection and a TLS 1.3 handshake that resumes nothing (so one
+# X25519 exchange and one ECDSA P-256 signature on the server), then close; one client process,
+# one connection at a time. s_time sends no SNI, so nginx presents its only certificate (the
+# bench one) and the router its self-signed fallback, also ECDSA P-256: the same server work.
+# The Python client sends SNI, so both present the bench certificate.
+# s_time prints one character per connection (`r` when resumed) and whole seconds only, so the
+# wall time is taken here.
+s_time_rate() {
+    local t0 t1 out
+    t0=$(date +%s.%N)
+    out=$(openssl s_time -connect "127.0.0.1:$1" -new -time "${duration%s}" 2>/dev/null)
+    t1=$(date +%s.%N)
+    if grep -q '^[*r]*r' <<<"$out"; then echo "s_time resumed a session on port $1" >&2; exit 1; fi
+    awk -v t="$(python3 -c "print($t1 - $t0)")" '/connections in .* real seconds/ { printf "%.0f\n", $1 / t }' <<<"$out"
+}
+sni_rate() {
+    python3 - "$1" "${duration%s}" <<'PY'
+import socket, ssl, sys, time
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+count, reused, start = 0, 0, time.monotonic()
+while time.monotonic() - start < seconds:
+    with socket.create_connection(("127.0.0.1", port)) as raw:
+        with ctx.wrap_socket(raw, server_hostname="bench.localhost") as tls:
+            reused += tls.session_reused
+            count += 1
+if reused:
+    sys.exit(f"{reused} handshakes were resumed")
+print(round(count / (time.monotonic() - start)))
+PY
+}
+if [[ $parts == *" handshakes "* ]]; then
+echo
+echo "Full TLS handshakes/s (new session each, one client connection at a time)"
+printf '%-24s %-8s %12s\n' client target "handshakes/s"
+n_new=$(s_time_rate "$nginx_tls") s_new=$(s_time_rate "$slipway_tls")
+n_sni=$(sni_rate "$nginx_tls") s_sni=$(sni_rate "$slipway_tls")
+printf '%-24s %-8s %12s\n' "openssl s_time -new" nginx "$n_new" "openssl s_time -new" slipway "$s_new" \
+    "python ssl, SNI" nginx "$n_sni" "python ssl, SNI" slipway "$s_sni"
+python3 -c "import sys; a, b, c, d = map(float, sys.argv[1:]); print(f'full handshakes: slipway/nginx {b / a:.2f}x (s_time), {d / c:.2f}x (python, SNI)')" \
+    "$n_new" "$s_new" "$n_sni" "$s_sni"
+fi

@@ -28,7 +28,7 @@ async fn bad_pushes_are_refused_and_the_running_release_keeps_serving() {
     assert!(!push.status.success());
     assert!(
         text(&push).contains(
-            "no buildpack detected: add requirements.txt, package.json, a Procfile or set one with buildpacks:set"
+            "no buildpack detected: add requirements.txt, package.json, index.html, a Procfile or a Dockerfile, or set one with buildpacks:set"
         ),
         "{}",
         text(&push)
@@ -103,7 +103,7 @@ async fn bad_pushes_are_refused_and_the_running_release_keeps_serving() {
         .expect("API request");
     assert_eq!(response.status().as_u16(), 401);
     let body: serde_json::Value = response.json().await.expect("JSON error body");
-    assert_eq!(body["error"]["code"], "unauthorized");
+    assert_eq!(body["error"]["code"], "token_missing");
     server.stop();
 }
 

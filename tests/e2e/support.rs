@@ -67,6 +67,7 @@ pub struct Env {
     pub api_port: u16,
     pub http_port: u16,
     pub https_port: u16,
+    pub ssh_port: u16,
 }
 
 impl Env {
@@ -79,6 +80,7 @@ impl Env {
             api_port: free_port(),
             http_port: free_port(),
             https_port: free_port(),
+            ssh_port: free_port(),
         }
     }
 
@@ -114,6 +116,7 @@ impl Env {
             .args(["--api-listen", &format!("127.0.0.1:{}", self.api_port)])
             .args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)])
             .args(["--https-listen", &format!("127.0.0.1:{}", self.https_port)])
+            .args(["--ssh-listen", &format!("127.0.0.1:{}", self.ssh_port)])
             .args(if extra.contains(&"--apps-domain") {
                 &[][..]
             } else {
@@ -365,6 +368,7 @@ impl Env {
         }
         command.args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)]);
         command.args(["--https-listen", &format!("127.0.0.1:{}", self.https_port)]);
+        command.args(["--ssh-listen", &format!("127.0.0.1:{}", self.ssh_port)]);
         let mut child = command
             .args(args)
             .envs(envs.iter().copied())
@@ -602,5 +606,36 @@ impl Env {
                     .all(|(key, value)| line.contains(&format!("{key}=\"{value}\"")))
             })
             .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+    }
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits, bounded by `timeout`, for the server to exit by itself; `None` if it did not.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    /// Stops the server with SIGTERM and returns how it exited; `None` if it did not within
+    /// 20 s (it is then killed).
+    pub fn stop_status(mut self) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().ok();
+        let status = self.wait_exit(Duration::from_secs(20));
+        if status.is_none() {
+            self.child.kill().ok();
+            self.child.wait().ok();
+        }
+        status
     }
 }

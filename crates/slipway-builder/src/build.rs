@@ -1,12 +1,14 @@
-//! Classic buildpack builds: the source, the buildpacks and the config go into a container
-//! from the stack image, `build.sh` runs detect/compile/release there, and the container is
-//! committed as the app's image.
+//! Builds: the source, the buildpacks and the config go into a container from the stack
+//! image, `build.sh` runs the buildpacks there (classic detect/compile/release, or a Cloud
+//! Native Buildpack's detect/build), and the container is committed as the app's image. An
+//! app with a Dockerfile and no buildpack setting is built with it instead
+//! (`dockerfile.rs`).
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -17,7 +19,9 @@ use slipway_types::{
 };
 use tokio::sync::mpsc::Sender;
 
+use crate::buildpack::{self, Buildpack, BuildpackError};
 use crate::release::Release;
+use crate::static_site::{SITE_CONFIG_PATH, StaticSite};
 use crate::upload::{BUILTIN_BUILDPACKS, SourceFiles, UploadArchive};
 
 const BUILD_SCRIPT: &str = include_str!("build.sh");
@@ -29,6 +33,10 @@ const MARKER: &str = "::slipway-build::";
 /// Where a `ca_bundle` is mounted in the build container; `build.sh` looks for it there.
 const EXTRA_CA_PATH: &str = "/etc/slipway/extra-ca.crt";
 
+/// The profile script that gives `bin/release`'s `config_vars` to every process, unless the
+/// app's own config sets them.
+const CONFIG_DEFAULTS_PROFILE: &str = "app/.profile.d/000-buildpack-config-vars.sh";
+
 #[derive(Debug, Clone)]
 pub struct BuilderConfig {
     /// Image every build container starts from, e.g. `slipway/stack:trixie`.
@@ -37,16 +45,19 @@ pub struct BuilderConfig {
     pub ca_bundle: Option<PathBuf>,
     pub memory_bytes: i64,
     pub nano_cpus: i64,
+    /// A build still running after this long is stopped and fails.
+    pub timeout: Duration,
 }
 
 impl BuilderConfig {
-    /// 2 GiB of memory and 2 CPUs per build.
+    /// 2 GiB of memory, 2 CPUs and 30 minutes per build.
     pub fn new(stack_image: impl Into<String>) -> Self {
         Self {
             stack_image: stack_image.into(),
             ca_bundle: None,
             memory_bytes: 2 * 1024 * 1024 * 1024,
             nano_cpus: 2_000_000_000,
+            timeout: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -60,7 +71,8 @@ pub struct BuildRequest {
     pub source_tar: Bytes,
     pub config: ConfigVars,
     /// Buildpacks to run in order (built-in names or git URLs with an optional `#ref`); empty
-    /// means `BUILDPACK_URL`, then `.buildpacks`, then detection among the built-ins.
+    /// means `BUILDPACK_URL`, then `.buildpacks`, then the Dockerfile, then detection among
+    /// the built-ins.
     pub buildpacks: Vec<String>,
     /// Labels of the committed image (and of the build container).
     pub labels: BTreeMap<String, String>,
@@ -69,11 +81,13 @@ pub struct BuildRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildResult {
     pub image: String,
-    /// The buildpacks that ran, comma-separated when there were several.
+    /// The buildpacks that ran, comma-separated when there were several; `dockerfile` for a
+    /// Dockerfile build.
     pub buildpack: String,
     /// The Procfile, with the last buildpack's `default_process_types` filling its gaps.
     pub procfile: Procfile,
-    /// `config_vars` from `bin/release`: defaults the app's own config overrides.
+    /// `config_vars` from `bin/release`: defaults the app's own config overrides. The image
+    /// already applies them at process start.
     pub config_defaults: BTreeMap<String, String>,
     /// `addons` from `bin/release`.
     pub addons: Vec<String>,
@@ -84,13 +98,13 @@ pub enum BuildError {
     #[error("stack image `{0}` is missing: build it with `slipway stack:build`")]
     StackMissing(String),
     #[error(
-        "no buildpack detected: add requirements.txt, package.json, a Procfile or set one with buildpacks:set"
+        "no buildpack detected: add requirements.txt, package.json, index.html, a Procfile or a Dockerfile, or set one with buildpacks:set"
     )]
     NoBuildpack,
-    #[error("buildpack `{0}` is neither a built-in ({builtins}) nor a git URL", builtins = BUILTIN_BUILDPACKS.join(", "))]
-    UnknownBuildpack(String),
-    #[error("fetching buildpack `{0}` failed: see the output above")]
-    FetchFailed(String),
+    #[error(transparent)]
+    Buildpack(#[from] BuildpackError),
+    #[error("fetching buildpack `{buildpack}` failed: {reason}")]
+    FetchFailed { buildpack: String, reason: String },
     #[error("`{0}` buildpack does not apply to this app: its bin/detect failed")]
     DetectFailed(String),
     #[error("`{buildpack}` buildpack compile failed (exit {exit_code}): see the output above")]
@@ -99,8 +113,24 @@ pub enum BuildError {
     ReleaseFailed(String),
     #[error("bin/release of the `{buildpack}` buildpack printed invalid YAML: {message}")]
     Release { buildpack: String, message: String },
+    #[error("launch.toml of the `{buildpack}` buildpack is invalid: {message}")]
+    LaunchToml { buildpack: String, message: String },
+    #[error("static.json is invalid: {0}")]
+    StaticJson(String),
+    #[error(
+        "Dockerfile line {line}: FROM `{image}` is not an image on this machine, and Slipway pulls from no registry: build FROM slipway/stack:trixie or another local image"
+    )]
+    BaseImageMissing { line: usize, image: String },
+    #[error("the Dockerfile build failed: {0}")]
+    DockerfileFailed(String),
     #[error("the build stopped (exit {exit_code}) before it finished: see the output above")]
     Interrupted { exit_code: i64 },
+    #[error(
+        "the build was killed (exit 137): it may have needed more than its {limit_mib} MiB of memory"
+    )]
+    Killed { limit_mib: i64 },
+    #[error("the build took longer than {limit} and was stopped")]
+    TimedOut { limit: String },
     #[error(transparent)]
     Procfile(#[from] ProcfileError),
     #[error("no process types: add a Procfile with a `web:` line")]
@@ -111,9 +141,9 @@ pub enum BuildError {
     Engine(#[from] EngineError),
 }
 
-/// How every process of a built image starts: in /app, with each `.profile.d/*.sh` sourced
-/// (the buildpacks put PATH and friends there), then `command` evaluated so `$PORT` and other
-/// config expand as in a Heroku dyno.
+/// How every process of a built image starts: in the app's folder (`/app`, or a Dockerfile's
+/// `WORKDIR`), with each `.profile.d/*.sh` sourced (the buildpacks put PATH and friends
+/// there), then `command` evaluated so `$PORT` and other config expand as in a Heroku dyno.
 pub fn launch_command(command: &str) -> Vec<String> {
     vec![
         "/bin/bash".to_owned(),
@@ -124,9 +154,14 @@ pub fn launch_command(command: &str) -> Vec<String> {
     ]
 }
 
+/// The per-app volume holding every buildpack's CACHE_DIR.
+pub fn cache_volume(app: &AppName) -> String {
+    format!("slipway-cache-{app}")
+}
+
 pub struct Builder {
-    engine: Arc<dyn ContainerEngine>,
-    config: BuilderConfig,
+    pub(crate) engine: Arc<dyn ContainerEngine>,
+    pub(crate) config: BuilderConfig,
 }
 
 impl Builder {
@@ -135,7 +170,8 @@ impl Builder {
     }
 
     /// Builds `request.source_tar` into image `request.image`, streaming the build's output
-    /// lines to `output`. The build container is removed whatever the outcome.
+    /// lines to `output`. Build containers are removed whatever the outcome, and a build
+    /// that outlives `BuilderConfig::timeout` is stopped.
     pub async fn build(
         &self,
         request: BuildRequest,
@@ -145,31 +181,97 @@ impl Builder {
         if !engine.image_exists(&self.config.stack_image).await? {
             return Err(BuildError::StackMissing(self.config.stack_image.clone()));
         }
-        let (upload, files) = prepare_upload(&request).await?;
+        let files = scan_source(&request).await?;
         let procfile = files.procfile.as_deref().map(Procfile::parse).transpose()?;
+        let site = files
+            .static_json
+            .as_deref()
+            .map(StaticSite::parse)
+            .transpose()
+            .map_err(BuildError::StaticJson)?
+            .unwrap_or_default();
         let buildpacks = choose_buildpacks(&request, &files)?;
+        let timeout = self.config.timeout;
+        let build = async {
+            match &files.dockerfile {
+                Some(dockerfile) if buildpacks.is_empty() => {
+                    self.build_dockerfile(&request, dockerfile, procfile, output)
+                        .await
+                }
+                _ => {
+                    self.build_with_buildpacks(&request, &buildpacks, &site, procfile, output)
+                        .await
+                }
+            }
+        };
+        tokio::time::timeout(timeout, build)
+            .await
+            .unwrap_or_else(|_| {
+                Err(BuildError::TimedOut {
+                    limit: human_duration(timeout),
+                })
+            })
+    }
 
-        let cache_volume = format!("slipway-cache-{}", request.app);
+    /// Empties the app's build cache: the next build starts cold. Waits for nothing: a build
+    /// running now keeps the volume, and this then fails saying it is in use.
+    pub async fn purge_cache(&self, app: &AppName) -> Result<(), BuildError> {
+        self.engine.remove_volume(&cache_volume(app)).await?;
+        Ok(())
+    }
+
+    async fn build_with_buildpacks(
+        &self,
+        request: &BuildRequest,
+        buildpacks: &[Buildpack],
+        site: &StaticSite,
+        procfile: Option<Procfile>,
+        output: &Sender<String>,
+    ) -> Result<BuildResult, BuildError> {
+        let engine = &*self.engine;
+        let fetched = tempfile_dir()?;
+        let mut folders = Vec::new();
+        let mut extra = Vec::new();
+        for (index, buildpack) in buildpacks.iter().enumerate() {
+            let folder = folder_name(buildpack, index, &folders);
+            if let Buildpack::Git { url, reference } = buildpack {
+                say(output, format!("-----> Fetching buildpack {buildpack}")).await;
+                let dest = fetched.path().join(&folder);
+                buildpack::fetch(url, reference.as_deref(), &dest, output)
+                    .await
+                    .map_err(|reason| BuildError::FetchFailed {
+                        buildpack: buildpack.to_string(),
+                        reason,
+                    })?;
+                extra.push((folder.clone(), dest));
+            }
+            folders.push(folder);
+        }
+        let upload = prepare_upload(request, extra, site).await?;
+        drop(fetched);
+
+        let cache_volume = cache_volume(&request.app);
         let app_labels = BTreeMap::from([(labels::APP.to_owned(), request.app.to_string())]);
         engine.ensure_volume(&cache_volume, &app_labels).await?;
 
-        let spec = self.container_spec(&request, &cache_volume, &buildpacks);
+        let spec = self.container_spec(request, &cache_volume, &folders);
         let id = engine.create_container(&spec).await?;
-        let container = BuildContainer {
-            engine: Arc::clone(&self.engine),
-            id: id.clone(),
-            removed: false,
-        };
-        let result = self.run(&id, upload, procfile, &request, output).await;
+        let container = BuildContainer::new(&self.engine, &id);
+        let result = self.run(&id, upload, procfile, request, output).await;
         container.remove().await;
         result
+    }
+
+    /// A name no other build container has: the app's, with a random suffix.
+    pub(crate) fn container_name(&self, request: &BuildRequest) -> String {
+        format!("slipway-build-{}-{:016x}", request.app, random_u64())
     }
 
     fn container_spec(
         &self,
         request: &BuildRequest,
         cache_volume: &str,
-        buildpacks: &[String],
+        folders: &[String],
     ) -> ContainerSpec {
         let mut container_labels = request.labels.clone();
         container_labels.insert(labels::APP.to_owned(), request.app.to_string());
@@ -195,9 +297,9 @@ impl Builder {
             MARKER.to_owned(),
             BUILTIN_BUILDPACKS.join(" "),
         ];
-        cmd.extend(buildpacks.iter().cloned());
+        cmd.extend(folders.iter().cloned());
         ContainerSpec {
-            name: format!("slipway-build-{}-{:016x}", request.app, random_u64()),
+            name: self.container_name(request),
             image: self.config.stack_image.clone(),
             entrypoint: vec!["/bin/bash".to_owned()],
             cmd,
@@ -236,13 +338,28 @@ impl Builder {
             say(output, line).await;
         }
         let exit_code = engine.wait(id).await?;
-        let release = transcript.outcome(exit_code)?;
+        let release = match transcript.outcome(exit_code) {
+            Err(BuildError::Interrupted { exit_code: 137 }) => {
+                return Err(BuildError::Killed {
+                    limit_mib: self.config.memory_bytes / (1024 * 1024),
+                });
+            }
+            outcome => outcome?,
+        };
         let buildpack = transcript.buildpacks.join(", ");
         let last = transcript.buildpacks.last().cloned().unwrap_or_default();
-        let release = Release::parse(&release).map_err(|message| BuildError::Release {
-            buildpack: last,
+        let mut release = Release::parse(&release).map_err(|message| BuildError::Release {
+            buildpack: last.clone(),
             message,
         })?;
+        if let Some(launch) = &transcript.launch {
+            let processes =
+                crate::cnb::launch_processes(launch).map_err(|message| BuildError::LaunchToml {
+                    buildpack: last,
+                    message,
+                })?;
+            release.default_process_types.extend(processes);
+        }
 
         say(output, "-----> Discovering process types".to_owned()).await;
         if let Some(procfile) = &procfile {
@@ -269,6 +386,19 @@ impl Builder {
         if procfile.is_empty() {
             return Err(BuildError::NoProcesses);
         }
+        if !release.config_vars.is_empty() {
+            let mut archive = UploadArchive::new();
+            archive
+                .add_file(
+                    CONFIG_DEFAULTS_PROFILE,
+                    0o644,
+                    config_defaults_profile(&release.config_vars).as_bytes(),
+                )
+                .map_err(BuildError::Source)?;
+            engine
+                .upload(id, "/", archive.finish().map_err(BuildError::Source)?)
+                .await?;
+        }
 
         say(output, format!("-----> Committing {}", request.image)).await;
         let image_config = ImageConfig {
@@ -293,16 +423,24 @@ impl Builder {
     }
 }
 
-/// The build container; removing it is the last step of every build. Dropped without
-/// `remove` (the build future was cancelled), it is removed in the background.
-struct BuildContainer {
+/// A build container; removing it is the last step of every build. Dropped without
+/// `remove` (the build future was cancelled or timed out), it is removed in the background.
+pub(crate) struct BuildContainer {
     engine: Arc<dyn ContainerEngine>,
     id: String,
     removed: bool,
 }
 
 impl BuildContainer {
-    async fn remove(mut self) {
+    pub(crate) fn new(engine: &Arc<dyn ContainerEngine>, id: &str) -> Self {
+        Self {
+            engine: Arc::clone(engine),
+            id: id.to_owned(),
+            removed: false,
+        }
+    }
+
+    pub(crate) async fn remove(mut self) {
         self.removed = true;
         if let Err(error) = self.engine.remove_container(&self.id).await {
             tracing::warn!(container = %self.id, %error, "could not remove the build container");
@@ -327,75 +465,123 @@ impl Drop for BuildContainer {
     }
 }
 
+/// Reads the files the builder needs before any container exists, off the async threads.
+async fn scan_source(request: &BuildRequest) -> Result<SourceFiles, BuildError> {
+    let source = request.source_tar.clone();
+    tokio::task::spawn_blocking(move || SourceFiles::scan(&source))
+        .await
+        .map_err(|join| BuildError::Source(std::io::Error::other(join)))?
+        .map_err(BuildError::Source)
+}
+
 /// Builds the upload archive off the async threads: a large repository is a lot of copying.
-async fn prepare_upload(request: &BuildRequest) -> Result<(Bytes, SourceFiles), BuildError> {
+/// `fetched` are git buildpacks on the host, by the folder they take under `/buildpacks`.
+async fn prepare_upload(
+    request: &BuildRequest,
+    fetched: Vec<(String, PathBuf)>,
+    site: &StaticSite,
+) -> Result<Bytes, BuildError> {
     let source = request.source_tar.clone();
     let config = request.config.clone();
+    let site = site.to_json();
     tokio::task::spawn_blocking(move || {
         let mut upload = UploadArchive::new();
-        let files = upload.add_source(&source)?;
+        upload.add_source(&source)?;
         upload.add_builtin_buildpacks()?;
+        for (folder, dir) in &fetched {
+            upload.add_host_dir(&format!("buildpacks/{folder}"), dir)?;
+        }
+        upload.add_file(SITE_CONFIG_PATH, 0o644, site.as_bytes())?;
         upload.add_env_dir(&config)?;
-        Ok((upload.finish()?, files))
+        upload.finish()
     })
     .await
     .map_err(|join| BuildError::Source(std::io::Error::other(join)))?
     .map_err(BuildError::Source)
 }
 
+/// A private temporary folder on the host for fetched buildpacks.
+fn tempfile_dir() -> Result<tempfile::TempDir, BuildError> {
+    tempfile::Builder::new()
+        .prefix("slipway-buildpacks-")
+        .tempdir()
+        .map_err(BuildError::Source)
+}
+
+/// The folder a buildpack runs from under `/buildpacks` (and the name of its CACHE_DIR): a
+/// built-in's name, or a git buildpack's repository name, made unique.
+fn folder_name(buildpack: &Buildpack, index: usize, taken: &[String]) -> String {
+    let name = buildpack.name();
+    match buildpack {
+        Buildpack::Builtin(_) => name,
+        Buildpack::Git { .. } => {
+            let clashes = BUILTIN_BUILDPACKS.contains(&name.as_str()) || taken.contains(&name);
+            if clashes {
+                format!("{name}-{}", index + 1)
+            } else {
+                name
+            }
+        }
+    }
+}
+
 /// The app's buildpack setting, else its `BUILDPACK_URL` config var, else its `.buildpacks`
-/// file; empty means detect among the built-ins.
+/// file; empty means the Dockerfile, else detection among the built-ins.
 fn choose_buildpacks(
     request: &BuildRequest,
     files: &SourceFiles,
-) -> Result<Vec<String>, BuildError> {
-    let chosen: Vec<String> = if !request.buildpacks.is_empty() {
-        request.buildpacks.clone()
-    } else if let Some(url) = request
+) -> Result<Vec<Buildpack>, BuildError> {
+    if !request.buildpacks.is_empty() {
+        return Ok(request
+            .buildpacks
+            .iter()
+            .map(|spec| Buildpack::parse(spec))
+            .collect::<Result<_, _>>()?);
+    }
+    if let Some(url) = request
         .config
         .iter()
         .find(|(key, _)| key.as_str() == "BUILDPACK_URL")
         .map(|(_, value)| value.trim())
         .filter(|value| !value.is_empty())
     {
-        vec![url.to_owned()]
-    } else {
-        files
-            .buildpacks
-            .as_deref()
-            .unwrap_or_default()
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty() && !line.starts_with('#'))
-            .map(str::to_owned)
-            .collect()
-    };
-    for buildpack in &chosen {
-        let builtin = BUILTIN_BUILDPACKS.contains(&buildpack.as_str());
-        if !builtin && !is_git_url(buildpack) {
-            return Err(BuildError::UnknownBuildpack(buildpack.clone()));
-        }
+        return Ok(vec![Buildpack::parse(url)?]);
     }
-    Ok(chosen)
+    Ok(buildpack::parse_list(
+        files.buildpacks.as_deref().unwrap_or_default(),
+    )?)
+}
+
+/// Sets each var that the app's config (set at container start) does not.
+fn config_defaults_profile(vars: &BTreeMap<String, String>) -> String {
+    let mut profile = String::from("# config_vars of the buildpack's bin/release\n");
+    for (key, value) in vars {
+        let is_name = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !is_name {
+            continue;
+        }
+        let quoted = format!("'{}'", value.replace('\'', r"'\''"));
+        profile.push_str(&format!(
+            "if [ -z \"${{{key}+set}}\" ]; then export {key}={quoted}; fi\n"
+        ));
+    }
+    profile
 }
 
 /// Docker copies the build container's labels into the image it commits and cannot drop
 /// one, so the build-only role label is blanked: containers run from the image must not look
 /// like builds.
-fn image_labels(requested: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub(crate) fn image_labels(requested: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let mut image_labels = requested.clone();
     image_labels.entry(labels::ROLE.to_owned()).or_default();
     image_labels
 }
 
-fn is_git_url(spec: &str) -> bool {
-    let url = spec.split('#').next().unwrap_or_default();
-    ["https://", "http://", "git://", "ssh://", "file://"]
-        .iter()
-        .any(|scheme| url.starts_with(scheme) && url.len() > scheme.len())
-}
-
-fn type_list(procfile: &Procfile) -> String {
+pub(crate) fn type_list(procfile: &Procfile) -> String {
     procfile
         .processes()
         .keys()
@@ -404,22 +590,30 @@ fn type_list(procfile: &Procfile) -> String {
         .join(", ")
 }
 
-/// What `build.sh` said on its control lines: which buildpacks ran, why it stopped early, and
-/// `bin/release`'s YAML. Everything else is the user's build output.
+/// What `build.sh` said on its control lines: which buildpacks ran, why it stopped early,
+/// `bin/release`'s YAML and a Cloud Native Buildpack's `launch.toml`. Everything else is the
+/// user's build output.
 #[derive(Default)]
 struct Transcript {
     partial: [Vec<u8>; 2],
     buildpacks: Vec<String>,
     stop: Option<Stop>,
     release: Option<String>,
-    in_release: bool,
+    launch: Option<String>,
+    block: Option<Block>,
     done: bool,
+}
+
+/// A multi-line document `build.sh` is in the middle of sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Block {
+    Release,
+    Launch,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Stop {
     NoBuildpack,
-    FetchFailed(String),
     DetectFailed(String),
     CompileFailed(String, i64),
     ReleaseFailed(String),
@@ -457,13 +651,15 @@ impl Transcript {
     fn line(&mut self, text: &str) -> Option<String> {
         let text = text.strip_suffix('\r').unwrap_or(text);
         let Some(at) = text.find(MARKER) else {
-            if self.in_release {
-                let release = self.release.get_or_insert_with(String::new);
-                release.push_str(text);
-                release.push('\n');
-                return None;
-            }
-            return Some(text.to_owned());
+            let document = match self.block {
+                Some(Block::Release) => &mut self.release,
+                Some(Block::Launch) => &mut self.launch,
+                None => return Some(text.to_owned()),
+            };
+            let document = document.get_or_insert_with(String::new);
+            document.push_str(text);
+            document.push('\n');
+            return None;
         };
         let control = text[at + MARKER.len()..].trim().to_owned();
         self.control(&control);
@@ -478,7 +674,6 @@ impl Transcript {
         match verb {
             "buildpack" => self.buildpacks.push(arg),
             "no-buildpack" => self.stop = Some(Stop::NoBuildpack),
-            "fetch-failed" => self.stop = Some(Stop::FetchFailed(arg)),
             "detect-failed" => self.stop = Some(Stop::DetectFailed(arg)),
             "compile-failed" => {
                 let code = words.next().and_then(|c| c.parse().ok()).unwrap_or(1);
@@ -486,10 +681,14 @@ impl Transcript {
             }
             "release-failed" => self.stop = Some(Stop::ReleaseFailed(arg)),
             "release-begin" => {
-                self.in_release = true;
+                self.block = Some(Block::Release);
                 self.release = Some(String::new());
             }
-            "release-end" => self.in_release = false,
+            "launch-begin" => {
+                self.block = Some(Block::Launch);
+                self.launch = Some(String::new());
+            }
+            "release-end" | "launch-end" => self.block = None,
             "done" => self.done = true,
             _ => {}
         }
@@ -499,14 +698,13 @@ impl Transcript {
     fn outcome(&self, exit_code: i64) -> Result<String, BuildError> {
         match (&self.stop, &self.release) {
             (Some(Stop::NoBuildpack), _) => Err(BuildError::NoBuildpack),
-            (Some(Stop::FetchFailed(spec)), _) => Err(BuildError::FetchFailed(spec.clone())),
             (Some(Stop::DetectFailed(name)), _) => Err(BuildError::DetectFailed(name.clone())),
             (Some(Stop::CompileFailed(name, code)), _) => Err(BuildError::CompileFailed {
                 buildpack: name.clone(),
                 exit_code: *code,
             }),
             (Some(Stop::ReleaseFailed(name)), _) => Err(BuildError::ReleaseFailed(name.clone())),
-            (None, Some(release)) if exit_code == 0 && self.done && !self.in_release => {
+            (None, Some(release)) if exit_code == 0 && self.done && self.block.is_none() => {
                 Ok(release.clone())
             }
             (None, _) => Err(BuildError::Interrupted { exit_code }),
@@ -514,8 +712,18 @@ impl Transcript {
     }
 }
 
+/// `30 min` for whole minutes, else seconds (`0.1 s`).
+fn human_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    if seconds >= 60 && seconds.is_multiple_of(60) && duration.subsec_nanos() == 0 {
+        format!("{} min", seconds / 60)
+    } else {
+        format!("{:.1} s", duration.as_secs_f64())
+    }
+}
+
 /// Nobody listening is not a reason to stop a build.
-async fn say(output: &Sender<String>, line: String) {
+pub(crate) async fn say(output: &Sender<String>, line: String) {
     output.send(line).await.ok();
 }
 
@@ -751,7 +959,7 @@ mod tests {
         assert!(matches!(error, BuildError::NoBuildpack));
         assert_eq!(
             error.to_string(),
-            "no buildpack detected: add requirements.txt, package.json, a Procfile or set one with buildpacks:set"
+            "no buildpack detected: add requirements.txt, package.json, index.html, a Procfile or a Dockerfile, or set one with buildpacks:set"
         );
         assert!(lines.iter().all(|line| !line.contains(MARKER)));
         assert_containers_removed(&engine);
@@ -802,10 +1010,10 @@ mod tests {
             137,
         );
         let (result, _) = build(&engine, BuilderConfig::new(STACK), request(&[])).await;
-        assert!(matches!(
-            result.unwrap_err(),
-            BuildError::Interrupted { exit_code: 137 }
-        ));
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "the build was killed (exit 137): it may have needed more than its 2048 MiB of memory"
+        );
         assert_containers_removed(&engine);
     }
 
@@ -906,19 +1114,79 @@ mod tests {
         assert!(engine.created_specs().is_empty());
     }
 
+    /// A bare repository holding a classic buildpack, as a `file://` URL.
+    fn local_buildpack_repo(dir: &std::path::Path) -> String {
+        let work = dir.join("work");
+        std::fs::create_dir_all(work.join("bin")).unwrap();
+        for script in ["detect", "compile", "release"] {
+            let path = work.join("bin").join(script);
+            std::fs::write(&path, "#!/usr/bin/env bash\necho Mine\n").unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let git = |args: &[&str], cwd: &std::path::Path| {
+            let status = std::process::Command::new("git")
+                .args(args)
+                .current_dir(cwd)
+                .env("GIT_AUTHOR_NAME", "t")
+                .env("GIT_AUTHOR_EMAIL", "t@example.test")
+                .env("GIT_COMMITTER_NAME", "t")
+                .env("GIT_COMMITTER_EMAIL", "t@example.test")
+                .status()
+                .expect("these tests need git");
+            assert!(status.success(), "git {args:?}");
+        };
+        git(&["init", "-q", "-b", "main"], &work);
+        git(&["add", "."], &work);
+        git(&["commit", "-q", "-m", "buildpack"], &work);
+        git(&["tag", "v1"], &work);
+        let bare = dir.join("mine-bp.git");
+        git(
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                work.to_str().unwrap(),
+                bare.to_str().unwrap(),
+            ],
+            dir,
+        );
+        format!("file://{}", bare.display())
+    }
+
+    fn uploaded_entries(engine: &FakeEngine) -> BTreeMap<String, (u32, Vec<u8>)> {
+        let mut entries = BTreeMap::new();
+        for call in engine.calls() {
+            let Call::Upload { tar, .. } = call else {
+                continue;
+            };
+            let mut archive = tar::Archive::new(&tar[..]);
+            for entry in archive.entries().unwrap() {
+                let mut entry = entry.unwrap();
+                let path = entry.path().unwrap().display().to_string();
+                let mode = entry.header().mode().unwrap();
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+                entries.insert(path, (mode, data));
+            }
+        }
+        entries
+    }
+
     #[tokio::test]
-    async fn requested_buildpacks_become_script_arguments() {
+    async fn git_buildpacks_are_fetched_on_the_host_and_uploaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = local_buildpack_repo(dir.path());
         let engine = engine_with_stack();
         script(&engine, &successful_build("---\n"), 0);
         let mut request = request(&[("Procfile", "web: x\n")]);
-        request.buildpacks = vec![
-            "procfile".to_owned(),
-            "https://github.com/example/buildpack.git#v1".to_owned(),
-        ];
-        build(&engine, BuilderConfig::new(STACK), request)
-            .await
-            .0
-            .unwrap();
+        request.buildpacks = vec!["procfile".to_owned(), format!("{url}#v1")];
+        let (result, lines) = build(&engine, BuilderConfig::new(STACK), request).await;
+        result.unwrap();
+        assert!(
+            lines.contains(&format!("-----> Fetching buildpack {url}#v1")),
+            "{lines:#?}"
+        );
         let cmd = &engine.created_specs()[0].cmd;
         assert_eq!(cmd[0], "-c");
         assert_eq!(
@@ -926,23 +1194,357 @@ mod tests {
             [
                 "slipway-build",
                 MARKER,
-                "python procfile",
+                "python nodejs static procfile",
                 "procfile",
-                "https://github.com/example/buildpack.git#v1"
+                "mine-bp"
             ]
         );
+        let entries = uploaded_entries(&engine);
+        assert_eq!(entries["buildpacks/mine-bp/bin/compile"].0, 0o755);
+        assert!(!entries.keys().any(|path| path.contains(".git/")));
+        assert_containers_removed(&engine);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_buildpack_fails_before_any_container_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine_with_stack();
+        let mut request = request(&[("Procfile", "web: x\n")]);
+        let url = format!("file://{}/nothing-here.git", dir.path().display());
+        request.buildpacks = vec![url.clone()];
+        let (result, _) = build(&engine, BuilderConfig::new(STACK), request).await;
+        let error = result.unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("fetching buildpack `{url}` failed")),
+            "{error}"
+        );
+        assert!(engine.created_specs().is_empty());
+    }
+
+    #[tokio::test]
+    async fn config_vars_of_bin_release_become_a_profile_script() {
+        let engine = engine_with_stack();
+        script(
+            &engine,
+            &successful_build("---\nconfig_vars:\n  WEB_CONCURRENCY: 2\n  QUOTE: \"it's\"\n"),
+            0,
+        );
+        let (result, _) = build(
+            &engine,
+            BuilderConfig::new(STACK),
+            request(&[("Procfile", "web: x\n")]),
+        )
+        .await;
+        assert_eq!(result.unwrap().config_defaults["WEB_CONCURRENCY"], "2");
+        let profile =
+            String::from_utf8(uploaded_entries(&engine)[CONFIG_DEFAULTS_PROFILE].1.clone())
+                .unwrap();
+        assert!(
+            profile.contains(
+                "if [ -z \"${WEB_CONCURRENCY+set}\" ]; then export WEB_CONCURRENCY='2'; fi"
+            ),
+            "{profile}"
+        );
+        assert!(profile.contains(r"export QUOTE='it'\''s'"), "{profile}");
+    }
+
+    #[tokio::test]
+    async fn a_cloud_native_buildpack_declares_processes_in_launch_toml() {
+        let engine = engine_with_stack();
+        let lines = vec![
+            control("buildpack hello-cnb"),
+            "-----> Hello CNB app detected".to_owned(),
+            control("launch-begin"),
+            "[[processes]]".to_owned(),
+            "type = \"web\"".to_owned(),
+            "command = [\"python3\", \"-m\", \"http.server\"]".to_owned(),
+            "args = [\"5000\"]".to_owned(),
+            control("launch-end"),
+            control("release-begin"),
+            "---".to_owned(),
+            control("release-end"),
+            control("done"),
+        ];
+        script(&engine, &lines, 0);
+        let (result, shown) = build(&engine, BuilderConfig::new(STACK), request(&[])).await;
+        let result = result.unwrap();
+        assert_eq!(
+            result.procfile.command(&ProcessType::web()),
+            Some("python3 -m http.server 5000")
+        );
+        assert!(
+            !shown.iter().any(|line| line.contains("[[processes]]")),
+            "{shown:#?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_build_past_its_timeout_is_stopped_and_removed() {
+        let engine = engine_with_stack();
+        let mut config = BuilderConfig::new(STACK);
+        config.timeout = Duration::from_millis(100);
+        // Without a script the fake's container runs until removed.
+        let (result, _) = build(&engine, config, request(&[("Procfile", "web: x\n")])).await;
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "the build took longer than 0.1 s and was stopped"
+        );
+        for _ in 0..100 {
+            if engine
+                .calls()
+                .iter()
+                .any(|call| matches!(call, Call::RemoveContainer { .. }))
+            {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_containers_removed(&engine);
+    }
+
+    #[tokio::test]
+    async fn a_bad_static_json_fails_naming_the_field() {
+        let engine = engine_with_stack();
+        let (result, _) = build(
+            &engine,
+            BuilderConfig::new(STACK),
+            request(&[("index.html", "hi"), ("static.json", r#"{"root": "../x"}"#)]),
+        )
+        .await;
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "static.json is invalid: root: `../x` must be a relative path inside the app"
+        );
+        assert!(engine.created_specs().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_static_site_config_travels_with_the_buildpacks() {
+        let engine = engine_with_stack();
+        script(&engine, &successful_build("---\n"), 0);
+        build(
+            &engine,
+            BuilderConfig::new(STACK),
+            request(&[
+                ("index.html", "hi"),
+                ("static.json", r#"{"routes": {"/**": "index.html"}}"#),
+                ("Procfile", "web: x\n"),
+            ]),
+        )
+        .await
+        .0
+        .unwrap();
+        let site: serde_json::Value =
+            serde_json::from_slice(&uploaded_entries(&engine)["buildpacks/static/site.json"].1)
+                .unwrap();
+        assert_eq!(site["routes"][0][0], "/**");
+        assert_eq!(site["root"], ".");
+    }
+
+    /// The container that finishes a Dockerfile build exits at once with `exit_code`.
+    fn script_finish(engine: &FakeEngine, exit_code: i64) {
+        engine.script_output("slipway/hello:1.0.0-dockerfile", Vec::new(), exit_code);
+    }
+
+    fn dockerfile_request(dockerfile: &str, extra: &[(&str, &str)]) -> BuildRequest {
+        let mut files = vec![("Dockerfile", dockerfile)];
+        files.extend_from_slice(extra);
+        request(&files)
+    }
+
+    #[tokio::test]
+    async fn a_dockerfile_builds_with_the_engine_and_runs_as_app() {
+        let engine = engine_with_stack();
+        engine.script_build(
+            "slipway/hello:1.0.0-dockerfile",
+            vec![
+                "Step 1/2 : FROM slipway/stack:trixie\n".to_owned(),
+                " ---> abc\nStep 2/2".to_owned(),
+                " : CMD x\n".to_owned(),
+            ],
+            Ok(slipway_engine::ImageDetails {
+                config: ImageConfig {
+                    working_dir: Some("/srv".to_owned()),
+                    entrypoint: vec!["python3".to_owned()],
+                    cmd: vec![
+                        "-m".to_owned(),
+                        "http.server".to_owned(),
+                        "$PORT".to_owned(),
+                    ],
+                    ..ImageConfig::default()
+                },
+                exposed_ports: vec!["8080/tcp".to_owned()],
+            }),
+        );
+        script_finish(&engine, 0);
+        let (result, lines) = build(
+            &engine,
+            BuilderConfig::new(STACK),
+            dockerfile_request("FROM slipway/stack:trixie\nCMD x\n", &[]),
+        )
+        .await;
+        let result = result.unwrap();
+        assert_eq!(result.buildpack, "dockerfile");
+        assert_eq!(
+            result.procfile.command(&ProcessType::web()),
+            Some("python3 -m http.server '$PORT'")
+        );
+        for expected in [
+            "-----> Dockerfile app detected",
+            "       Step 1/2 : FROM slipway/stack:trixie",
+            "       Step 2/2 : CMD x",
+            "       The Dockerfile EXPOSEs 8080/tcp: the web process must listen on $PORT, which Slipway sets",
+        ] {
+            assert!(
+                lines.contains(&expected.to_owned()),
+                "{expected} in {lines:#?}"
+            );
+        }
+        let build_call = engine
+            .calls()
+            .into_iter()
+            .find_map(|call| match call {
+                Call::BuildImage { build } => Some(build),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(build_call.dockerfile, "Dockerfile");
+        assert_eq!(build_call.memory_bytes, Some(2 * 1024 * 1024 * 1024));
+        let finish = &engine.created_specs()[0];
+        assert_eq!(finish.image, "slipway/hello:1.0.0-dockerfile");
+        assert_eq!(finish.user.as_deref(), Some("root"));
+        let image = engine.image_config("slipway/hello:1.0.0").unwrap();
+        assert_eq!(image.user.as_deref(), Some("app"));
+        assert_eq!(image.env[crate::dockerfile::APP_DIR_VAR], "/srv");
+        assert_eq!(image.cmd, launch_command("python3 -m http.server '$PORT'"));
+        assert!(image.entrypoint.is_empty());
+        assert!(
+            engine
+                .image_config("slipway/hello:1.0.0-dockerfile")
+                .is_none()
+        );
+        assert_containers_removed(&engine);
+    }
+
+    #[tokio::test]
+    async fn a_procfile_wins_over_the_dockerfile_command_and_buildpacks_over_the_dockerfile() {
+        let engine = engine_with_stack();
+        script_finish(&engine, 0);
+        let (result, _) = build(
+            &engine,
+            BuilderConfig::new(STACK),
+            dockerfile_request(
+                "FROM slipway/stack:trixie\n",
+                &[("Procfile", "web: ./serve\n")],
+            ),
+        )
+        .await;
+        assert_eq!(
+            result.unwrap().procfile.command(&ProcessType::web()),
+            Some("./serve")
+        );
+
+        let engine = engine_with_stack();
+        script(&engine, &successful_build("---\n"), 0);
+        let mut request =
+            dockerfile_request("FROM slipway/stack:trixie\n", &[("Procfile", "web: x\n")]);
+        request.buildpacks = vec!["procfile".to_owned()];
+        let (result, _) = build(&engine, BuilderConfig::new(STACK), request).await;
+        assert_eq!(result.unwrap().buildpack, "python");
+        assert!(
+            !engine
+                .calls()
+                .iter()
+                .any(|call| matches!(call, Call::BuildImage { .. }))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dockerfile_from_an_image_this_machine_lacks_fails_clearly() {
+        let engine = engine_with_stack();
+        let (result, _) = build(
+            &engine,
+            BuilderConfig::new(STACK),
+            dockerfile_request(
+                "FROM slipway/stack:trixie AS base\nFROM python:3.13-slim\nCOPY --from=base / /\n",
+                &[],
+            ),
+        )
+        .await;
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "Dockerfile line 2: FROM `python:3.13-slim` is not an image on this machine, and Slipway pulls from no registry: build FROM slipway/stack:trixie or another local image"
+        );
+        assert!(
+            !engine
+                .calls()
+                .iter()
+                .any(|call| matches!(call, Call::BuildImage { .. }))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_dockerfile_step_fails_the_build_and_leaves_nothing() {
+        let engine = engine_with_stack();
+        engine.script_build(
+            "slipway/hello:1.0.0-dockerfile",
+            vec!["Step 2/2 : RUN exit 3\n".to_owned()],
+            Err("The command '/bin/sh -c exit 3' returned a non-zero code: 3".to_owned()),
+        );
+        let (result, lines) = build(
+            &engine,
+            BuilderConfig::new(STACK),
+            dockerfile_request("FROM slipway/stack:trixie\nRUN exit 3\n", &[]),
+        )
+        .await;
+        let error = result.unwrap_err().to_string();
+        assert!(
+            error.starts_with("the Dockerfile build failed: "),
+            "{error}"
+        );
+        assert!(error.contains("non-zero code: 3"), "{error}");
+        assert!(lines.contains(&"       Step 2/2 : RUN exit 3".to_owned()));
+        assert!(engine.created_specs().is_empty());
+        assert!(engine.image_config("slipway/hello:1.0.0").is_none());
+    }
+
+    #[tokio::test]
+    async fn purging_the_cache_removes_the_app_volume() {
+        let engine = engine_with_stack();
+        engine
+            .ensure_volume("slipway-cache-hello", &BTreeMap::new())
+            .await
+            .unwrap();
+        let builder = Builder::new(
+            Arc::clone(&engine) as Arc<dyn ContainerEngine>,
+            BuilderConfig::new(STACK),
+        );
+        builder
+            .purge_cache(&"hello".parse().unwrap())
+            .await
+            .unwrap();
+        assert!(engine.volumes().is_empty());
     }
 
     #[test]
     fn buildpack_choice_falls_back_to_buildpack_url_then_dot_buildpacks() {
+        let git = |url: &str| Buildpack::Git {
+            url: url.to_owned(),
+            reference: None,
+        };
         let mut request = request(&[]);
         let files = SourceFiles {
-            procfile: None,
             buildpacks: Some("# mine\nhttps://example.com/a.git\n\npython\n".to_owned()),
+            ..SourceFiles::default()
         };
         assert_eq!(
             choose_buildpacks(&request, &files).unwrap(),
-            ["https://example.com/a.git", "python"]
+            [
+                git("https://example.com/a.git"),
+                Buildpack::Builtin("python".to_owned())
+            ]
         );
         request.config = [(
             "BUILDPACK_URL".parse().unwrap(),
@@ -952,17 +1554,41 @@ mod tests {
         .collect();
         assert_eq!(
             choose_buildpacks(&request, &files).unwrap(),
-            ["https://example.com/b.git"]
+            [git("https://example.com/b.git")]
         );
         request.buildpacks = vec!["procfile".to_owned()];
-        assert_eq!(choose_buildpacks(&request, &files).unwrap(), ["procfile"]);
+        assert_eq!(
+            choose_buildpacks(&request, &files).unwrap(),
+            [Buildpack::Builtin("procfile".to_owned())]
+        );
         assert!(choose_buildpacks(&request, &SourceFiles::default()).is_ok());
 
         request.buildpacks = vec!["../etc".to_owned()];
         assert_eq!(
             choose_buildpacks(&request, &files).unwrap_err().to_string(),
-            "buildpack `../etc` is neither a built-in (python, procfile) nor a git URL"
+            "buildpack `../etc` is neither a built-in (python, nodejs, static, procfile) nor a git URL (https://, http://, git://, ssh://, file://)"
         );
+    }
+
+    #[test]
+    fn timeouts_read_in_minutes_or_seconds() {
+        assert_eq!(human_duration(Duration::from_secs(1800)), "30 min");
+        assert_eq!(human_duration(Duration::from_secs(90)), "90.0 s");
+        assert_eq!(human_duration(Duration::from_millis(250)), "0.2 s");
+    }
+
+    #[test]
+    fn git_buildpack_folders_never_clash() {
+        let git = |url: &str| Buildpack::parse(url).unwrap();
+        assert_eq!(
+            folder_name(&git("https://e.com/python.git"), 0, &[]),
+            "python-1"
+        );
+        assert_eq!(
+            folder_name(&git("https://e.com/x/bp.git"), 2, &["bp".to_owned()]),
+            "bp-3"
+        );
+        assert_eq!(folder_name(&git("https://e.com/bp.git"), 0, &[]), "bp");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 # The build container's command, run by bash as user `app` in /app. Arguments: the control
-# line marker, the built-in buildpacks in detection order (one word), then the buildpacks to
-# run in order (built-in names or git URLs with an optional #ref); none means detect one among
-# the built-ins. Lines starting with the marker are for the builder, not the user: which
-# buildpacks ran, why the build stopped, and bin/release's YAML.
+# line marker, the built-in buildpacks in detection order (one word), then the folders under
+# /buildpacks of the buildpacks to run in order (built-ins, and git buildpacks the builder
+# fetched); none means detect one among the built-ins. A folder with a buildpack.toml is a
+# Cloud Native Buildpack, any other a classic one. Lines starting with the marker are for the
+# builder, not the user: which buildpacks ran, why the build stopped, bin/release's YAML and
+# a Cloud Native Buildpack's launch.toml.
 set -uo pipefail
 exec 2>&1
 
@@ -15,7 +17,7 @@ cache_root=/cache
 env_dir=/env
 
 control() { echo "$marker $*"; }
-indent() { sed -u 's/^/       /'; }
+quote() { printf '%q' "$1"; }
 
 # Tools keep their own caches out of the image; buildpacks cache in CACHE_DIR.
 export XDG_CACHE_HOME=/tmp/slipway-xdg-cache
@@ -58,13 +60,36 @@ apply_slugignore() {
 }
 apply_slugignore
 
+# The Cloud Native Buildpacks platform: the config vars are its env, the stack its target.
+platform_dir=/tmp/slipway-platform
+mkdir -p "$platform_dir"
+ln -sfn "$env_dir" "$platform_dir/env"
+case "$(uname -m)" in
+  x86_64) cnb_arch=amd64 ;;
+  aarch64) cnb_arch=arm64 ;;
+  *) cnb_arch=$(uname -m) ;;
+esac
+# shellcheck source=/dev/null
+distro=$(. /etc/os-release && echo "${ID:-linux} ${VERSION_ID:-}")
+export CNB_PLATFORM_DIR=$platform_dir CNB_TARGET_OS=linux CNB_TARGET_ARCH=$cnb_arch \
+  CNB_TARGET_DISTRO_NAME=${distro%% *} CNB_TARGET_DISTRO_VERSION=${distro#* }
+
+is_cnb() { [ -f "$1/buildpack.toml" ]; }
+
 dirs=()
 names=()
 displays=()
 
 use_buildpack() {
-  local dir=$1 name=$2 detected
-  if ! detected=$("$dir/bin/detect" "$build_dir"); then
+  local dir=$1 name=$2 detected plan
+  if is_cnb "$dir"; then
+    plan=$(mktemp /tmp/slipway-plan.XXXXXX)
+    if ! (cd "$build_dir" && CNB_BUILDPACK_DIR=$dir CNB_BUILD_PLAN_PATH=$plan \
+      "$dir/bin/detect" "$platform_dir" "$plan") > /dev/null; then
+      return 1
+    fi
+    detected=$(sed -n 's/^[[:space:]]*name[[:space:]]*=[[:space:]]*"\(.*\)"/\1/p' "$dir/buildpack.toml" | head -n 1)
+  elif ! detected=$("$dir/bin/detect" "$build_dir"); then
     return 1
   fi
   dirs+=("$dir")
@@ -75,27 +100,8 @@ use_buildpack() {
 }
 
 if [ "$#" -gt 0 ]; then
-  index=0
-  for spec in "$@"; do
-    index=$((index + 1))
-    if [ -d "/buildpacks/$spec" ]; then
-      dir=/buildpacks/$spec
-      name=$spec
-    else
-      url=${spec%%#*}
-      ref=""
-      if [[ $spec == *"#"* ]]; then
-        ref=${spec#*#}
-      fi
-      name=$(basename "${url%.git}")
-      dir=/tmp/slipway-buildpacks/$index-$name
-      echo "-----> Fetching buildpack $spec"
-      if ! git clone --quiet --depth 1 ${ref:+--branch "$ref"} "$url" "$dir" 2>&1 | indent; then
-        control fetch-failed "$spec"
-        exit 1
-      fi
-    fi
-    if ! use_buildpack "$dir" "$name"; then
+  for name in "$@"; do
+    if ! use_buildpack "/buildpacks/$name" "$name"; then
       control detect-failed "$name"
       exit 1
     fi
@@ -112,12 +118,87 @@ else
   fi
 fi
 
+# Exports for a profile script: a layer's env folder, where a file names a variable and its
+# suffix says how its value applies (none or .override: replace, .default: unless set,
+# .append/.prepend: joined with the .delim file's text).
+env_exports() {
+  local dir=$1 file var name delim value
+  [ -d "$dir" ] || return 0
+  for file in "$dir"/*; do
+    [ -f "$file" ] || continue
+    var=$(basename "$file")
+    name=${var%.*}
+    [[ $name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || continue
+    value=$(cat "$file")
+    delim=$(cat "$dir/$name.delim" 2> /dev/null || true)
+    case "$var" in
+      *.delim) ;;
+      *.default) echo "if [ -z \"\${$name+set}\" ]; then export $name=$(quote "$value"); fi" ;;
+      *.append) echo "export $name=\"\${$name:+\$$name}\"$(quote "${delim}")$(quote "$value")" ;;
+      *.prepend) echo "export $name=$(quote "$value")$(quote "${delim}")\"\${$name:-}\"" ;;
+      *) echo "export $name=$(quote "$value")" ;;
+    esac
+  done
+}
+
+# Runs a Cloud Native Buildpack's bin/build with its layers in /app/.layers/<name>: cached
+# layers come back from CACHE_DIR first, launch layers stay in the image (with a profile
+# script for their bin, lib and env), the others go.
+cnb_build() {
+  local dir=$1 name=$2 cache=$3 layers=$build_dir/.layers/$2 plan toml layer path profile
+  rm -rf "$layers"
+  mkdir -p "$layers" "$build_dir/.profile.d"
+  if [ -d "$cache/layers" ]; then
+    cp -a "$cache/layers/." "$layers/"
+  fi
+  plan=$(mktemp /tmp/slipway-plan.XXXXXX)
+  (cd "$build_dir" && CNB_BUILDPACK_DIR=$dir CNB_LAYERS_DIR=$layers CNB_BP_PLAN_PATH=$plan \
+    "$dir/bin/build" "$layers" "$platform_dir" "$plan") || return $?
+  rm -rf "$cache/layers"
+  mkdir -p "$cache/layers"
+  profile=$build_dir/.profile.d/cnb-$name.sh
+  : > "$profile"
+  for toml in "$layers"/*.toml; do
+    [ -f "$toml" ] || continue
+    layer=$(basename "$toml" .toml)
+    case "$layer" in launch | build | store) continue ;; esac
+    path=$layers/$layer
+    if grep -Eq '^[[:space:]]*cache[[:space:]]*=[[:space:]]*true' "$toml"; then
+      cp "$toml" "$cache/layers/"
+      if [ -d "$path" ]; then cp -a "$path" "$cache/layers/"; fi
+    fi
+    if grep -Eq '^[[:space:]]*launch[[:space:]]*=[[:space:]]*true' "$toml"; then
+      if [ -d "$path/bin" ]; then echo "export PATH=$(quote "$path/bin"):\"\$PATH\"" >> "$profile"; fi
+      if [ -d "$path/lib" ]; then
+        echo "export LD_LIBRARY_PATH=$(quote "$path/lib")\"\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}\"" >> "$profile"
+      fi
+      env_exports "$path/env" >> "$profile"
+      env_exports "$path/env.launch" >> "$profile"
+    else
+      rm -rf "$path" "$toml"
+    fi
+  done
+  # A folder without its .toml is not a layer.
+  for path in "$layers"/*/; do
+    if [ ! -f "${path%/}.toml" ]; then rm -rf "$path"; fi
+  done
+  # The next buildpack sees this one's launch layers.
+  set +u
+  # shellcheck source=/dev/null
+  . "$profile"
+  set -u
+}
+
 for i in "${!dirs[@]}"; do
   dir=${dirs[$i]}
   name=${names[$i]}
   echo "-----> ${displays[$i]} app detected"
   mkdir -p "$cache_root/$name"
-  "$dir/bin/compile" "$build_dir" "$cache_root/$name" "$env_dir"
+  if is_cnb "$dir"; then
+    cnb_build "$dir" "$name" "$cache_root/$name"
+  else
+    "$dir/bin/compile" "$build_dir" "$cache_root/$name" "$env_dir"
+  fi
   code=$?
   if [ "$code" -ne 0 ]; then
     control compile-failed "$name" "$code"
@@ -133,7 +214,16 @@ for i in "${!dirs[@]}"; do
 done
 
 last=$((${#dirs[@]} - 1))
-if ! release=$("${dirs[$last]}/bin/release" "$build_dir"); then
+if is_cnb "${dirs[$last]}"; then
+  release="---"
+  launch_toml=$build_dir/.layers/${names[$last]}/launch.toml
+  if [ -f "$launch_toml" ]; then
+    control launch-begin
+    cat "$launch_toml"
+    echo
+    control launch-end
+  fi
+elif ! release=$("${dirs[$last]}/bin/release" "$build_dir"); then
   control release-failed "${names[$last]}"
   exit 1
 fi

@@ -15,7 +15,7 @@ use slipway_types::ConfigVars;
 pub const APP_ID: u64 = 1000;
 
 /// Built-in buildpacks in detection order: the first whose `bin/detect` succeeds builds the app.
-pub const BUILTIN_BUILDPACKS: &[&str] = &["python", "procfile"];
+pub const BUILTIN_BUILDPACKS: &[&str] = &["python", "nodejs", "static", "procfile"];
 
 #[derive(RustEmbed)]
 #[folder = "../../buildpacks"]
@@ -27,6 +27,39 @@ pub struct SourceFiles {
     pub procfile: Option<String>,
     /// `.buildpacks`: buildpack URLs or names, one a line.
     pub buildpacks: Option<String>,
+    pub dockerfile: Option<String>,
+    pub static_json: Option<String>,
+}
+
+impl SourceFiles {
+    /// Reads the files at the root of a `git archive`-style tar that decide how it builds.
+    pub fn scan(source_tar: &[u8]) -> io::Result<SourceFiles> {
+        let mut files = SourceFiles::default();
+        let mut archive = tar::Archive::new(source_tar);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            if !matches!(
+                entry.header().entry_type(),
+                tar::EntryType::Regular | tar::EntryType::Continuous
+            ) {
+                continue;
+            }
+            let Some(relative) = relative_path(&entry.path()?)? else {
+                continue;
+            };
+            let slot = match relative.to_str() {
+                Some("Procfile") => &mut files.procfile,
+                Some(".buildpacks") => &mut files.buildpacks,
+                Some("Dockerfile") => &mut files.dockerfile,
+                Some("static.json") => &mut files.static_json,
+                _ => continue,
+            };
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data)?;
+            *slot = Some(String::from_utf8_lossy(&data).into_owned());
+        }
+        Ok(files)
+    }
 }
 
 pub struct UploadArchive {
@@ -46,10 +79,8 @@ impl UploadArchive {
         self.builder.into_inner().map(Bytes::from)
     }
 
-    /// Copies a `git archive`-style tar under `app/`, and returns the Procfile and
-    /// `.buildpacks` it holds.
-    pub fn add_source(&mut self, source_tar: &[u8]) -> io::Result<SourceFiles> {
-        let mut files = SourceFiles::default();
+    /// Copies a `git archive`-style tar under `app/`.
+    pub fn add_source(&mut self, source_tar: &[u8]) -> io::Result<()> {
         let mut archive = tar::Archive::new(source_tar);
         for entry in archive.entries()? {
             let mut entry = entry?;
@@ -74,11 +105,6 @@ impl UploadArchive {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let mut data = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
                     entry.read_to_end(&mut data)?;
-                    if relative == Path::new("Procfile") {
-                        files.procfile = Some(String::from_utf8_lossy(&data).into_owned());
-                    } else if relative == Path::new(".buildpacks") {
-                        files.buildpacks = Some(String::from_utf8_lossy(&data).into_owned());
-                    }
                     self.file(&path, mode, mtime, &data)?;
                 }
                 tar::EntryType::Directory => self.dir(&path, mode, mtime)?,
@@ -100,7 +126,48 @@ impl UploadArchive {
                 _ => {}
             }
         }
-        Ok(files)
+        Ok(())
+    }
+
+    /// Copies a folder of the host (a fetched buildpack) under `prefix`, keeping file modes
+    /// and symlinks; `.git` is left out.
+    pub fn add_host_dir(&mut self, prefix: &str, dir: &Path) -> io::Result<()> {
+        let prefix = Path::new(prefix);
+        self.dir(prefix, 0o755, 0)?;
+        let mut pending = vec![PathBuf::new()];
+        while let Some(relative) = pending.pop() {
+            let mut entries: Vec<_> =
+                std::fs::read_dir(dir.join(&relative))?.collect::<io::Result<_>>()?;
+            entries.sort_by_key(std::fs::DirEntry::file_name);
+            for entry in entries {
+                if relative.as_os_str().is_empty() && entry.file_name() == ".git" {
+                    continue;
+                }
+                let inner = relative.join(entry.file_name());
+                let path = prefix.join(&inner);
+                let metadata = std::fs::symlink_metadata(entry.path())?;
+                let mode = {
+                    use std::os::unix::fs::PermissionsExt;
+                    metadata.permissions().mode() & 0o7777
+                };
+                if metadata.is_symlink() {
+                    let target = std::fs::read_link(entry.path())?;
+                    self.symlink(&path, &target, 0)?;
+                } else if metadata.is_dir() {
+                    self.dir(&path, mode, 0)?;
+                    pending.push(inner);
+                } else if metadata.is_file() {
+                    let data = std::fs::read(entry.path())?;
+                    self.file(&path, mode, 0, &data)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds one file at `path` (relative to `/`).
+    pub fn add_file(&mut self, path: &str, mode: u32, data: &[u8]) -> io::Result<()> {
+        self.file(Path::new(path), mode, 0, data)
     }
 
     /// Adds the embedded built-in buildpacks under `buildpacks/`. rust-embed keeps no file
@@ -303,13 +370,15 @@ mod tests {
 
     #[test]
     fn source_lands_under_app_owned_by_the_app_user() {
-        let mut upload = UploadArchive::new();
-        let files = upload.add_source(&git_archive()).unwrap();
+        let files = SourceFiles::scan(&git_archive()).unwrap();
         assert_eq!(
             files.procfile.as_deref(),
             Some("web: python3 -m http.server $PORT\n")
         );
         assert_eq!(files.buildpacks, None);
+        assert_eq!(files.dockerfile, None);
+        let mut upload = UploadArchive::new();
+        upload.add_source(&git_archive()).unwrap();
         let tar = upload.finish().unwrap();
         let entries = entries(&tar);
         assert!(
@@ -361,6 +430,60 @@ mod tests {
             embedded_buildpack_names(),
             BUILTIN_BUILDPACKS.iter().map(|s| s.to_string()).collect()
         );
+    }
+
+    #[test]
+    fn host_folders_keep_modes_and_symlinks_but_not_git() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+        std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+        std::fs::write(dir.path().join(".git/HEAD"), "ref").unwrap();
+        std::fs::write(dir.path().join("bin/compile"), "#!/bin/sh\n").unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                dir.path().join("bin/compile"),
+                std::fs::Permissions::from_mode(0o755),
+            )
+            .unwrap();
+        }
+        std::os::unix::fs::symlink("compile", dir.path().join("bin/build")).unwrap();
+        let mut upload = UploadArchive::new();
+        upload.add_host_dir("buildpacks/mine", dir.path()).unwrap();
+        let entries = entries(&upload.finish().unwrap());
+        assert_eq!(entries["buildpacks/mine/bin/compile"].mode, 0o755);
+        assert_eq!(entries["buildpacks/mine/bin/compile"].uid, APP_ID);
+        assert_eq!(
+            entries["buildpacks/mine/bin/build"].link.as_deref(),
+            Some("compile")
+        );
+        assert!(!entries.keys().any(|path| path.contains(".git")));
+    }
+
+    #[test]
+    fn scan_finds_the_files_that_decide_the_build() {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, data) in [
+            ("Dockerfile", "FROM slipway/stack:trixie\n"),
+            ("static.json", "{}"),
+            (".buildpacks", "nodejs\n"),
+            ("sub/Procfile", "web: no\n"),
+        ] {
+            let mut header = tar::Header::new_ustar();
+            header.set_mode(0o644);
+            header.set_size(data.len() as u64);
+            builder
+                .append_data(&mut header, path, data.as_bytes())
+                .unwrap();
+        }
+        let files = SourceFiles::scan(&builder.into_inner().unwrap()).unwrap();
+        assert_eq!(
+            files.dockerfile.as_deref(),
+            Some("FROM slipway/stack:trixie\n")
+        );
+        assert_eq!(files.static_json.as_deref(), Some("{}"));
+        assert_eq!(files.buildpacks.as_deref(), Some("nodejs\n"));
+        assert_eq!(files.procfile, None);
     }
 
     #[test]

@@ -42,15 +42,110 @@ pub struct GlobalOpts {
 /// The client subcommands. The binary flattens this enum into its own, next to `server`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum ClientCommand {
-    /// Check a token and store it, with the server URL, for later commands and `git push`
+    /// Sign in and store the URL and a token for later commands and `git push`
     ///
-    /// Takes --url and --token; without --token, reads the token from standard input when it
-    /// is not a terminal.
-    Login,
-    /// Forget the stored URL and token
+    /// With --email and --password-stdin, signs in with a password and gets a 30-day token;
+    /// else takes --token, or reads the token from standard input when it is not a terminal.
+    Login {
+        /// Sign in as this user, with the password read from standard input
+        #[arg(long, requires = "password_stdin")]
+        email: Option<String>,
+        /// Read the password from standard input
+        #[arg(long, requires = "email")]
+        password_stdin: bool,
+        /// The password, read from standard input by `run`
+        #[arg(skip)]
+        password: Option<Token>,
+    },
+    /// Revoke the stored token on the server and forget it here
     Logout,
+    /// List your API tokens (never the tokens themselves)
+    Tokens,
+    /// Create an API token, shown once
+    #[command(name = "tokens:create")]
+    TokensCreate {
+        /// read, write or admin (at most your current token's scope)
+        #[arg(long, default_value = "write")]
+        scope: String,
+        /// Lifetime like 30d, 12h or 90m [default: never expires]
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+    },
+    /// Revoke one of your API tokens: the next request with it is refused
+    #[command(name = "tokens:revoke")]
+    TokensRevoke {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// List who may use the app: its owner and collaborators
+    Access,
+    /// Let a user use the app (owner or admin only)
+    #[command(name = "access:add")]
+    AccessAdd {
+        #[arg(value_name = "EMAIL")]
+        email: String,
+    },
+    /// Stop a user from using the app (owner or admin only)
+    #[command(name = "access:remove")]
+    AccessRemove {
+        #[arg(value_name = "EMAIL")]
+        email: String,
+    },
+    /// List every user (admins only)
+    #[command(name = "admin:users")]
+    AdminUsers,
+    /// Create a user (admins only); prints a generated password unless --password-stdin
+    #[command(name = "admin:users:create")]
+    AdminUsersCreate {
+        #[arg(value_name = "EMAIL")]
+        email: String,
+        /// admin or member
+        #[arg(long, default_value = "member")]
+        role: String,
+        /// Read the new user's password from standard input
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(skip)]
+        password: Option<Token>,
+    },
+    /// Remove a user with their tokens (admins only); refuses the last admin and app owners
+    #[command(name = "admin:users:remove")]
+    AdminUsersRemove {
+        #[arg(value_name = "EMAIL")]
+        email: String,
+    },
+    /// List every app with its owner and resource use (admins only)
+    #[command(name = "admin:apps")]
+    AdminApps,
+    /// Show the audit log, newest first (admins only); with -a/--app, only that app's events
+    #[command(name = "admin:audit")]
+    AdminAudit {
+        /// How many events
+        #[arg(short = 'n', long = "num", default_value_t = 100)]
+        num: i64,
+        /// Only events by this user
+        #[arg(long, value_name = "EMAIL")]
+        user: Option<String>,
+    },
+    /// Show the platform's health: version, Docker, disk, certificates, failed releases
+    #[command(name = "admin:status")]
+    AdminStatus,
     /// Show who the token belongs to
     Whoami,
+    /// List your SSH keys, which authenticate `git push` over SSH
+    Keys,
+    /// Register an SSH public key [default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub, then id_rsa.pub]
+    #[command(name = "keys:add")]
+    KeysAdd {
+        #[arg(value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
+    },
+    /// Remove one of your SSH keys, by fingerprint (SHA256:…) or id
+    #[command(name = "keys:remove")]
+    KeysRemove {
+        #[arg(value_name = "FINGERPRINT")]
+        key: String,
+    },
     /// List apps
     Apps,
     /// Create an app (and its `platform` git remote, inside a repository)
@@ -147,6 +242,22 @@ pub enum ClientCommand {
         #[arg(value_name = "ID", default_value = "latest")]
         id: String,
     },
+    /// Empty the app's build cache, so the next push builds from scratch
+    #[command(name = "builds:cache:purge")]
+    BuildsCachePurge,
+    /// List the buildpacks the app's pushes run, in order
+    Buildpacks,
+    /// Set the buildpacks the app's pushes run, in order: built-in names (python, nodejs,
+    /// static, procfile) or git URLs with an optional #ref
+    #[command(name = "buildpacks:set")]
+    BuildpacksSet {
+        #[arg(value_name = "URL", required = true)]
+        urls: Vec<String>,
+    },
+    /// Clear the app's buildpacks: pushes use BUILDPACK_URL, .buildpacks, the Dockerfile or
+    /// detection again
+    #[command(name = "buildpacks:clear")]
+    BuildpacksClear,
     /// Roll back to an earlier release (by default the one before the current release)
     #[command(name = "releases:rollback")]
     ReleasesRollback {
@@ -220,6 +331,14 @@ pub enum ClientCommand {
         #[arg(value_name = "KEY")]
         key: std::path::PathBuf,
     },
+    /// Show whether the app is in maintenance mode
+    Maintenance,
+    /// Serve a 503 maintenance page instead of the app; its processes keep running
+    #[command(name = "maintenance:on")]
+    MaintenanceOn,
+    /// Serve the app again
+    #[command(name = "maintenance:off")]
+    MaintenanceOff,
     /// List the app's add-ons
     Addons,
     /// Create a Postgres or Redis server for the app and set its URL config var
@@ -337,9 +456,33 @@ impl Env {
 /// Runs one client command in the process's environment, printing to standard output.
 pub async fn run(mut global: GlobalOpts, command: ClientCommand) -> anyhow::Result<()> {
     let env = Env::from_process()?;
-    if matches!(command, ClientCommand::Login) && global.token.is_none() {
-        global.token = token_from_stdin()?;
-    }
+    let command = match command {
+        ClientCommand::Login {
+            email: Some(email),
+            password_stdin: true,
+            ..
+        } => ClientCommand::Login {
+            email: Some(email),
+            password_stdin: true,
+            password: Some(secret_from_stdin("password")?),
+        },
+        ClientCommand::Login { .. } if global.token.is_none() => {
+            global.token = token_from_stdin()?;
+            command
+        }
+        ClientCommand::AdminUsersCreate {
+            email,
+            role,
+            password_stdin: true,
+            ..
+        } => ClientCommand::AdminUsersCreate {
+            email,
+            role,
+            password_stdin: true,
+            password: Some(secret_from_stdin("password")?),
+        },
+        command => command,
+    };
     run_in(&env, global, command, &mut std::io::stdout()).await
 }
 
@@ -373,6 +516,17 @@ fn token_from_stdin() -> anyhow::Result<Option<Token>> {
         .context("cannot read the token from standard input")?;
     let token = text.trim();
     Ok((!token.is_empty()).then(|| Token::from(token.to_owned())))
+}
+
+/// A secret piped in on standard input: the whole input without its trailing newline.
+fn secret_from_stdin(what: &str) -> anyhow::Result<Token> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read the {what} from standard input"))?;
+    let secret = text.trim_end_matches(['\n', '\r']);
+    anyhow::ensure!(!secret.is_empty(), "no {what} on standard input");
+    Ok(Token::from(secret.to_owned()))
 }
 
 /// One command's view of its options, the stored login and where to print.

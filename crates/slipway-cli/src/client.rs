@@ -2,10 +2,13 @@
 //! `slipway_types::api`, and errors that say what went wrong in the user's terms.
 
 mod addons;
+mod buildpacks;
 mod domains;
+mod keys;
 mod logs;
 mod runs;
 mod sse;
+mod users;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -110,6 +113,13 @@ impl fmt::Debug for Client {
             .field("url", &self.display_url)
             .field("token", &self.token)
             .finish()
+    }
+}
+
+impl ClientError {
+    /// The server refused the token itself (missing, invalid, expired or revoked).
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, ClientError::Api { status, .. } if *status == StatusCode::UNAUTHORIZED)
     }
 }
 
@@ -333,7 +343,37 @@ impl Client {
         body: Option<&impl Serialize>,
         timeout: Duration,
     ) -> Result<Vec<u8>, ClientError> {
-        let url = self.url(segments);
+        self.send_to(method, self.url(segments), body, timeout)
+            .await
+    }
+
+    /// A GET-style call with query parameters, decoded.
+    async fn call_query<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<T, ClientError> {
+        let mut url = self.url(segments);
+        url.query_pairs_mut().extend_pairs(query);
+        let path = url.path().to_owned();
+        let bytes = self
+            .send_to(method.clone(), url, None::<&()>, DEFAULT_TIMEOUT)
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode {
+            method,
+            path,
+            source,
+        })
+    }
+
+    async fn send_to(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&impl Serialize>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ClientError> {
         let path = url.path().to_owned();
         let mut request = self.http.request(method.clone(), url).timeout(timeout);
         if let Some(token) = &self.token {

@@ -3,13 +3,16 @@
 mod addons;
 mod apps;
 mod auth;
+mod buildpacks;
 mod builds;
 mod config;
 mod domains;
+mod keys;
 mod logs;
 mod ps;
 mod releases;
 mod run;
+mod users;
 
 use crate::cli::{ClientCommand, Session};
 use crate::client::LogsQuery;
@@ -19,9 +22,37 @@ pub(crate) async fn dispatch(
     command: ClientCommand,
 ) -> anyhow::Result<()> {
     match command {
-        ClientCommand::Login => auth::login(session).await,
-        ClientCommand::Logout => auth::logout(session),
+        ClientCommand::Login {
+            email, password, ..
+        } => auth::login(session, email.zip(password)).await,
+        ClientCommand::Logout => auth::logout(session).await,
+        ClientCommand::Tokens => users::tokens(session).await,
+        ClientCommand::TokensCreate { scope, expires_in } => {
+            users::create_token(session, &scope, expires_in.as_deref()).await
+        }
+        ClientCommand::TokensRevoke { id } => users::revoke_token(session, &id).await,
+        ClientCommand::Access => users::access(session).await,
+        ClientCommand::AccessAdd { email } => users::access_add(session, &email).await,
+        ClientCommand::AccessRemove { email } => users::access_remove(session, &email).await,
+        ClientCommand::AdminUsers => users::admin_users(session).await,
+        ClientCommand::AdminUsersCreate {
+            email,
+            role,
+            password,
+            ..
+        } => users::admin_create_user(session, &email, &role, password).await,
+        ClientCommand::AdminUsersRemove { email } => {
+            users::admin_remove_user(session, &email).await
+        }
+        ClientCommand::AdminApps => users::admin_apps(session).await,
+        ClientCommand::AdminAudit { num, user } => {
+            users::admin_audit(session, num, user.as_deref()).await
+        }
+        ClientCommand::AdminStatus => users::admin_status(session).await,
         ClientCommand::Whoami => auth::whoami(session).await,
+        ClientCommand::Keys => keys::list(session).await,
+        ClientCommand::KeysAdd { file } => keys::add(session, file.as_deref()).await,
+        ClientCommand::KeysRemove { key } => keys::remove(session, &key).await,
         ClientCommand::Apps => apps::list(session).await,
         ClientCommand::AppsCreate { name } => apps::create(session, &name).await,
         ClientCommand::AppsInfo => apps::info(session).await,
@@ -54,6 +85,10 @@ pub(crate) async fn dispatch(
         } => run::run(session, &command, detach, no_tty).await,
         ClientCommand::Builds => builds::list(session).await,
         ClientCommand::BuildsOutput { id } => builds::output(session, &id).await,
+        ClientCommand::BuildsCachePurge => buildpacks::purge_cache(session).await,
+        ClientCommand::Buildpacks => buildpacks::list(session).await,
+        ClientCommand::BuildpacksSet { urls } => buildpacks::set(session, &urls).await,
+        ClientCommand::BuildpacksClear => buildpacks::clear(session).await,
         ClientCommand::ReleasesRollback { version } => {
             releases::rollback(session, version.as_deref()).await
         }
@@ -72,6 +107,9 @@ pub(crate) async fn dispatch(
         ClientCommand::CertsAutoEnable => domains::auto(session, true).await,
         ClientCommand::CertsAutoDisable => domains::auto(session, false).await,
         ClientCommand::CertsAdd { chain, key } => domains::add_cert(session, &chain, &key).await,
+        ClientCommand::Maintenance => apps::maintenance(session, None).await,
+        ClientCommand::MaintenanceOn => apps::maintenance(session, Some(true)).await,
+        ClientCommand::MaintenanceOff => apps::maintenance(session, Some(false)).await,
         ClientCommand::Addons => addons::list(session).await,
         ClientCommand::AddonsCreate { kind, name } => {
             addons::create(session, &kind, name.as_deref()).await

@@ -112,6 +112,15 @@ impl DnsServer {
         config: DnsConfig,
         shutdown: CancellationToken,
     ) -> Result<DnsServer, DnsError> {
+        Self::serve(DnsSockets::bind(addr).await?, config, shutdown).await
+    }
+
+    /// Serves on sockets bound beforehand, until `shutdown` is cancelled.
+    pub async fn serve(
+        sockets: DnsSockets,
+        config: DnsConfig,
+        shutdown: CancellationToken,
+    ) -> Result<DnsServer, DnsError> {
         let apps_domain = zone_name(&config.apps_domain)?;
         let mut zone_names = vec![apps_domain.clone()];
         for zone in &config.extra_zones {
@@ -154,12 +163,11 @@ impl DnsServer {
         });
         shared.apply(|_| {}).await;
 
-        let (udp, tcp) = bind(addr).await?;
-        let local_addr = udp.local_addr().map_err(|source| DnsError::Bind {
-            addr,
-            protocol: "UDP",
-            source,
-        })?;
+        let DnsSockets {
+            udp,
+            tcp,
+            local_addr,
+        } = sockets;
         let mut server = Server::new(catalog);
         server.register_socket(udp);
         server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
@@ -336,6 +344,56 @@ impl ZoneRecords {
 }
 
 /// Binds UDP first, then TCP on the same address and port.
+/// The UDP socket and TCP listener a [`DnsServer`] answers on, bound to the same address. They
+/// exist apart from the server so that a restarting Slipway can hand them to its successor.
+pub struct DnsSockets {
+    udp: UdpSocket,
+    tcp: TcpListener,
+    local_addr: SocketAddr,
+}
+
+impl DnsSockets {
+    /// Binds UDP and TCP on `addr` (port 0 allowed: both on the same port).
+    pub async fn bind(addr: SocketAddr) -> Result<Self, DnsError> {
+        let (udp, tcp) = bind(addr).await?;
+        let local_addr = udp.local_addr().map_err(|source| DnsError::Bind {
+            addr,
+            protocol: "UDP",
+            source,
+        })?;
+        Ok(Self {
+            udp,
+            tcp,
+            local_addr,
+        })
+    }
+
+    /// Takes sockets bound elsewhere (received from another process). Must be called inside a
+    /// tokio runtime.
+    pub fn from_std(udp: std::net::UdpSocket, tcp: std::net::TcpListener) -> io::Result<Self> {
+        udp.set_nonblocking(true)?;
+        tcp.set_nonblocking(true)?;
+        let local_addr = udp.local_addr()?;
+        Ok(Self {
+            udp: UdpSocket::from_std(udp)?,
+            tcp: TcpListener::from_std(tcp)?,
+            local_addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn udp(&self) -> &UdpSocket {
+        &self.udp
+    }
+
+    pub fn tcp(&self) -> &TcpListener {
+        &self.tcp
+    }
+}
+
 async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsError> {
     let bind_error = |protocol| {
         move |source| DnsError::Bind {

@@ -15,11 +15,11 @@ use bollard::models::{
     Mount as DockerMount, MountType, NetworkCreateRequest, NetworkingConfig, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    AttachContainerOptions, CommitContainerOptions, CreateContainerOptions, CreateImageOptions,
-    DownloadFromContainerOptions, InspectContainerOptions, InspectNetworkOptions,
-    ListContainersOptions, ListImagesOptions, LogsOptions, RemoveContainerOptions,
-    RemoveImageOptions, RemoveVolumeOptions, ResizeContainerTTYOptions, StartContainerOptions,
-    StopContainerOptions, UploadToContainerOptions, WaitContainerOptions,
+    AttachContainerOptions, BuildImageOptions, CommitContainerOptions, CreateContainerOptions,
+    CreateImageOptions, DownloadFromContainerOptions, InspectContainerOptions,
+    InspectNetworkOptions, ListContainersOptions, ListImagesOptions, LogsOptions,
+    RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions, ResizeContainerTTYOptions,
+    StartContainerOptions, StopContainerOptions, UploadToContainerOptions, WaitContainerOptions,
 };
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
@@ -27,8 +27,8 @@ use slipway_types::{ContainerSpec, MountSource};
 use tokio_util::io::ReaderStream;
 
 use crate::{
-    Attached, ContainerEngine, ContainerId, ContainerState, EngineError, ImageConfig, OutputChunk,
-    OutputStream, Result,
+    Attached, ContainerEngine, ContainerId, ContainerState, EngineError, ImageBuild, ImageConfig,
+    ImageDetails, OutputChunk, OutputStream, Result,
 };
 
 /// Where dockerd listens when `DOCKER_HOST` is unset.
@@ -43,6 +43,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 /// shells use for their history. An attached run must not detach, so the sequence is one
 /// nobody types.
 const DETACH_KEYS: &str = "ctrl-],ctrl-],ctrl-],ctrl-]";
+
+/// CPU period of a Dockerfile build's steps; the quota is this share of it.
+const CPU_PERIOD_MICROS: i32 = 100_000;
 
 /// Extra time a stop request may take beyond its grace period (the kill and clean-up).
 const STOP_SLACK: Duration = Duration::from_secs(60);
@@ -106,6 +109,37 @@ impl ContainerEngine for DockerEngine {
         Ok(())
     }
 
+    async fn system_info(&self) -> Result<crate::SystemInfo> {
+        let version = self
+            .docker
+            .version()
+            .await
+            .map_err(|error| self.error("engine", &self.host, error))?;
+        let images = self
+            .docker
+            .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+            .await
+            .map_err(|error| self.error("engine", &self.host, error))?;
+        // Engines before API 1.44 answer `df` in a shape this client does not read: their
+        // volume use is then unknown rather than wrong.
+        let usage = self
+            .docker
+            .df(None::<bollard::query_parameters::DataUsageOptions>)
+            .await
+            .ok();
+        Ok(crate::SystemInfo {
+            version: version.version.unwrap_or_default(),
+            images_bytes: images
+                .iter()
+                .map(|image| u64::try_from(image.size).unwrap_or_default())
+                .sum(),
+            volumes_bytes: usage
+                .and_then(|usage| usage.volume_usage)
+                .and_then(|volumes| volumes.total_size)
+                .and_then(|size| u64::try_from(size).ok()),
+        })
+    }
+
     async fn image_exists(&self, reference: &str) -> Result<bool> {
         match self.docker.inspect_image(reference).await {
             Ok(_) => Ok(true),
@@ -143,6 +177,99 @@ impl ContainerEngine for DockerEngine {
             .map_err(|error| self.error("image", reference, error))?;
         tracing::info!(image = %reference, tarball = %rootfs_tar.display(), "imported image");
         Ok(())
+    }
+
+    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>> {
+        let image = match self.docker.inspect_image(reference).await {
+            Ok(image) => image,
+            Err(error) if status(&error) == Some(404) => return Ok(None),
+            Err(error) => return Err(self.error("image", reference, error)),
+        };
+        let config = image.config.unwrap_or_default();
+        let env = config
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|pair| {
+                let (key, value) = pair.split_once('=')?;
+                Some((key.to_owned(), value.to_owned()))
+            })
+            .collect();
+        let mut exposed_ports = config.exposed_ports.unwrap_or_default();
+        exposed_ports.sort();
+        Ok(Some(ImageDetails {
+            config: ImageConfig {
+                user: config.user.filter(|user| !user.is_empty()),
+                working_dir: config.working_dir.filter(|dir| !dir.is_empty()),
+                env,
+                entrypoint: config.entrypoint.unwrap_or_default(),
+                cmd: config.cmd.unwrap_or_default(),
+                labels: config.labels.unwrap_or_default().into_iter().collect(),
+            },
+            exposed_ports,
+        }))
+    }
+
+    fn build_image(&self, build: ImageBuild) -> BoxStream<'static, Result<String>> {
+        // Bollard's build stream borrows the client; a task owns a clone of it instead, so
+        // the stream can outlive this call. A dropped receiver ends the task, and with it the
+        // request, which makes dockerd cancel the build.
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let reference = build.reference.clone();
+            let options = BuildImageOptions {
+                dockerfile: build.dockerfile.clone(),
+                t: Some(build.reference.clone()),
+                rm: true,
+                forcerm: true,
+                // Docker takes a 32-bit byte count here; a larger limit saturates.
+                memory: build
+                    .memory_bytes
+                    .map(|bytes| i32::try_from(bytes).unwrap_or(i32::MAX)),
+                cpuperiod: build.nano_cpus.map(|_| CPU_PERIOD_MICROS),
+                cpuquota: build.nano_cpus.map(|nanos| {
+                    i32::try_from(nanos / 1000 * i64::from(CPU_PERIOD_MICROS) / 1_000_000)
+                        .unwrap_or(i32::MAX)
+                }),
+                buildargs: Some(to_hash_map(&build.build_args)),
+                labels: Some(to_hash_map(&build.labels)),
+                ..Default::default()
+            };
+            let body = bollard::body_full(build.context);
+            let mut stream = engine.docker.build_image(options, None, Some(body));
+            while let Some(item) = stream.next().await {
+                let message = match item {
+                    Ok(info) => {
+                        if let Some(detail) = info.error_detail {
+                            let text = detail.message.unwrap_or_default();
+                            Some(Err(EngineError::Engine(format!(
+                                "building image `{reference}`: {}",
+                                text.trim()
+                            ))))
+                        } else {
+                            info.stream.filter(|text| !text.is_empty()).map(Ok)
+                        }
+                    }
+                    Err(DockerError::DockerStreamError { error }) => {
+                        Some(Err(EngineError::Engine(format!(
+                            "building image `{reference}`: {}",
+                            error.trim()
+                        ))))
+                    }
+                    Err(error) => Some(Err(engine.error("image", &reference, error))),
+                };
+                let Some(message) = message else { continue };
+                let failed = message.is_err();
+                if tx.send(message).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })
+        .boxed()
     }
 
     async fn remove_image(&self, reference: &str) -> Result<()> {

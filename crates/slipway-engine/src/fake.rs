@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::docker::split_reference;
 use crate::{
-    Attached, ContainerEngine, ContainerId, ContainerState, EngineError, ImageConfig, OutputChunk,
-    OutputStream, Result,
+    Attached, ContainerEngine, ContainerId, ContainerState, EngineError, ImageBuild, ImageConfig,
+    ImageDetails, OutputChunk, OutputStream, Result,
 };
 
 /// The network a container without one joins, as Docker's default bridge.
@@ -47,6 +47,12 @@ pub enum Call {
     },
     RemoveImage {
         reference: String,
+    },
+    InspectImage {
+        reference: String,
+    },
+    BuildImage {
+        build: ImageBuild,
     },
     ListImages {
         repository: String,
@@ -137,6 +143,10 @@ struct State {
     networks: BTreeMap<String, Network>,
     volumes: BTreeMap<String, BTreeMap<String, String>>,
     containers: BTreeMap<ContainerId, Container>,
+    /// Exposed ports of images that have some, by reference.
+    exposed_ports: BTreeMap<String, Vec<String>>,
+    /// What `build_image` does, by the reference it builds.
+    builds: BTreeMap<String, BuildScript>,
     /// By container name or image reference.
     scripts: BTreeMap<String, Script>,
     /// By (container name or image reference, path).
@@ -152,6 +162,13 @@ struct State {
 struct Network {
     index: u8,
     hosts: u16,
+}
+
+#[derive(Debug, Clone)]
+struct BuildScript {
+    output: Vec<String>,
+    /// The image it makes, or the error that stops it.
+    outcome: std::result::Result<ImageDetails, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -344,6 +361,31 @@ impl FakeEngine {
             .insert((image_or_name.to_owned(), path.to_owned()), tar);
     }
 
+    /// Adds an image with a config and exposed ports, as if built or pulled before.
+    pub fn add_image_details(&self, reference: &str, details: ImageDetails) {
+        let mut state = self.state();
+        state
+            .images
+            .insert(reference.to_owned(), details.config.clone());
+        state
+            .exposed_ports
+            .insert(reference.to_owned(), details.exposed_ports);
+    }
+
+    /// `build_image` of `reference` prints `output`, then tags an image with `outcome`'s
+    /// details or fails with its message. Unscripted builds print nothing and tag an image
+    /// with a default config.
+    pub fn script_build(
+        &self,
+        reference: &str,
+        output: Vec<String>,
+        outcome: std::result::Result<ImageDetails, String>,
+    ) {
+        self.state()
+            .builds
+            .insert(reference.to_owned(), BuildScript { output, outcome });
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }
@@ -402,12 +444,59 @@ impl ContainerEngine for FakeEngine {
         Ok(())
     }
 
+    async fn system_info(&self) -> Result<crate::SystemInfo> {
+        Ok(crate::SystemInfo {
+            version: "fake".to_owned(),
+            ..crate::SystemInfo::default()
+        })
+    }
+
     async fn image_exists(&self, reference: &str) -> Result<bool> {
         let mut state = self.state();
         state.record(Call::ImageExists {
             reference: reference.to_owned(),
         });
         Ok(state.images.contains_key(reference))
+    }
+
+    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>> {
+        let mut state = self.state();
+        state.record(Call::InspectImage {
+            reference: reference.to_owned(),
+        });
+        Ok(state.images.get(reference).map(|config| ImageDetails {
+            config: config.clone(),
+            exposed_ports: state
+                .exposed_ports
+                .get(reference)
+                .cloned()
+                .unwrap_or_default(),
+        }))
+    }
+
+    fn build_image(&self, build: ImageBuild) -> BoxStream<'static, Result<String>> {
+        let mut state = self.state();
+        let script = state
+            .builds
+            .get(&build.reference)
+            .cloned()
+            .unwrap_or(BuildScript {
+                output: Vec::new(),
+                outcome: Ok(ImageDetails::default()),
+            });
+        let reference = build.reference.clone();
+        state.record(Call::BuildImage { build });
+        let mut items: Vec<Result<String>> = script.output.into_iter().map(Ok).collect();
+        match script.outcome {
+            Ok(details) => {
+                state.images.insert(reference.clone(), details.config);
+                state.exposed_ports.insert(reference, details.exposed_ports);
+            }
+            Err(message) => items.push(Err(EngineError::Engine(format!(
+                "building image `{reference}`: {message}"
+            )))),
+        }
+        stream::iter(items).boxed()
     }
 
     async fn import_image(

@@ -98,12 +98,51 @@ pub struct ImageConfig {
     pub labels: BTreeMap<String, String>,
 }
 
+/// A `docker build` of a Dockerfile: the context travels as a tar archive, and nothing is
+/// pulled, so every `FROM` must name an image the engine already has.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageBuild {
+    /// Image to tag, `repo:tag`.
+    pub reference: String,
+    /// The build context as a tar archive of relative paths.
+    pub context: Bytes,
+    /// Path of the Dockerfile inside the context.
+    pub dockerfile: String,
+    pub build_args: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    /// Memory limit of each `RUN` step's container.
+    pub memory_bytes: Option<i64>,
+    /// CPU limit of each `RUN` step's container, in billionths of a CPU.
+    pub nano_cpus: Option<i64>,
+}
+
+/// What an image runs and exposes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageDetails {
+    pub config: ImageConfig,
+    /// Ports its Dockerfile `EXPOSE`s, as `8080/tcp`.
+    pub exposed_ports: Vec<String>,
+}
+
+/// What `admin:status` shows of the engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SystemInfo {
+    pub version: String,
+    /// The sizes of the images, each counting the layers it shares with others.
+    pub images_bytes: u64,
+    /// `None` when the engine does not say.
+    pub volumes_bytes: Option<u64>,
+}
+
 /// The container engine in Slipway's terms. Docker implements it; `FakeEngine` records calls
 /// for unit tests.
 #[async_trait]
 pub trait ContainerEngine: Send + Sync + 'static {
     /// Checks the engine answers.
     async fn ping(&self) -> Result<()>;
+
+    /// The engine's version and the disk its images and volumes take.
+    async fn system_info(&self) -> Result<SystemInfo>;
 
     async fn image_exists(&self, reference: &str) -> Result<bool>;
 
@@ -115,6 +154,16 @@ pub trait ContainerEngine: Send + Sync + 'static {
         rootfs_tar: &Path,
         config: &ImageConfig,
     ) -> Result<()>;
+
+    /// How an image runs (user, working dir, env, entrypoint, command, labels) and what it
+    /// exposes; `None` when there is no such image.
+    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>>;
+
+    /// Builds `build.reference` from a Dockerfile, like `docker build`, without pulling.
+    /// Yields the build's output text as it comes (pieces of lines, as the engine sends them)
+    /// and ends after the image is tagged, or with the error that stopped the build.
+    /// Dropping the stream cancels the build.
+    fn build_image(&self, build: ImageBuild) -> BoxStream<'static, Result<String>>;
 
     /// Removes an image; a missing image is not an error.
     async fn remove_image(&self, reference: &str) -> Result<()>;

@@ -8,7 +8,8 @@
 //! listens on the first address and sends requests for the host to the upstream, until
 //! interrupted. With a fourth address it also serves HTTPS there, with the given certificate
 //! chain and key or else a self-signed certificate for the host; plain HTTP is still proxied, not
-//! redirected. No access log is written, as in a proxy benchmark the other side logs nothing.
+//! redirected. No access log is written, as in a proxy benchmark the other side logs nothing;
+//! metrics are recorded into a Prometheus recorder, as in the server.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
         _ => return Err(USAGE.into()),
     };
+    let _metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     let listen: SocketAddr = listen.parse()?;
     let tls_listen: Option<SocketAddr> = tls.map(|(addr, _)| addr.parse()).transpose()?;
     // No `https_port`: plain HTTP is benchmarked too, so it must be proxied, not redirected.
@@ -51,6 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 dyno: "web.1".to_owned(),
                 release: "bench".to_owned(),
             }],
+            maintenance: false,
         }],
     });
     let mut servers = tokio::task::JoinSet::new();

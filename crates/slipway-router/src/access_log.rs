@@ -9,8 +9,13 @@ use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::Method;
+use http::header::HeaderValue;
+use http::uri::PathAndQuery;
+use http::{Method, Uri};
 use slipway_types::AppName;
+
+use crate::stats::AppMetrics;
+use crate::table::Site;
 
 /// The tracing target of router log lines, so subscribers can send them to the app's log.
 pub const LOG_TARGET: &str = "slipway::router";
@@ -36,13 +41,17 @@ impl fmt::Debug for AccessLogSink {
 }
 
 pub(crate) struct AccessLog {
-    pub(crate) app: Option<AppName>,
+    /// The app the host belongs to, once known.
+    pub(crate) site: Option<Arc<Site>>,
+    /// The app's series, or those of unknown hosts.
+    pub(crate) metrics: Arc<AppMetrics>,
     sink: Option<AccessLogSink>,
     method: Method,
-    path: String,
+    /// Kept as received (a cheap clone) and only turned into text when a line is written.
+    uri: Uri,
     host: String,
-    request_id: String,
-    fwd: String,
+    request_id: HeaderValue,
+    fwd: HeaderValue,
     pub(crate) dyno: Option<String>,
     /// When the request was handed to the upstream client; `service` is measured from here.
     pub(crate) sent_at: Option<Instant>,
@@ -54,17 +63,19 @@ pub(crate) struct AccessLog {
 impl AccessLog {
     pub(crate) fn new(
         method: Method,
-        path: String,
+        uri: Uri,
         host: String,
-        request_id: String,
-        fwd: String,
+        request_id: HeaderValue,
+        fwd: HeaderValue,
         sink: Option<AccessLogSink>,
+        metrics: Arc<AppMetrics>,
     ) -> Self {
         Self {
-            app: None,
+            site: None,
+            metrics,
             sink,
             method,
-            path,
+            uri,
             host,
             request_id,
             fwd,
@@ -76,38 +87,24 @@ impl AccessLog {
         }
     }
 
-    /// Logs the finished request; `bytes` is the response body size sent to the client.
+    /// Logs the finished request and records its metrics; `bytes` is the response body size
+    /// sent to the client. The line is only written out when someone reads it.
     pub(crate) fn emit(&self, bytes: u64) {
         let service = self.sent_at.map(|sent| {
             sent.elapsed()
                 .saturating_sub(self.connect.unwrap_or_default())
         });
-        let line = self.line(service, bytes);
-        let app_name = self.app.as_ref().map_or("", AppName::as_str);
-        tracing::info!(target: LOG_TARGET, app = app_name, status = self.status, "{line}");
-        self.record_metrics(app_name, service, bytes);
-        if let (Some(sink), Some(app)) = (&self.sink, &self.app) {
-            (sink.0)(app, line);
+        self.metrics.finished(self.status, service, bytes);
+        let app = self.site.as_ref().map(|site| &site.app);
+        let sink = self.sink.as_ref().zip(app);
+        if sink.is_none() && !tracing::enabled!(target: LOG_TARGET, tracing::Level::INFO) {
+            return;
         }
-    }
-
-    /// Prometheus series (`/metrics`): requests by app and status class, latency, bytes.
-    /// Requests for unknown hosts count under `app=""`.
-    fn record_metrics(&self, app: &str, service: Option<Duration>, bytes: u64) {
-        let status = match self.status {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        };
-        metrics::counter!("slipway_router_requests_total", "app" => app.to_owned(), "status" => status)
-            .increment(1);
-        metrics::counter!("slipway_router_response_bytes_total", "app" => app.to_owned())
-            .increment(bytes);
-        if let Some(service) = service {
-            metrics::histogram!("slipway_router_request_duration_seconds", "app" => app.to_owned())
-                .record(service.as_secs_f64());
+        let line = self.line(service, bytes);
+        let app_name = app.map_or("", AppName::as_str);
+        tracing::info!(target: LOG_TARGET, app = app_name, status = self.status, "{line}");
+        if let Some((sink, app)) = sink {
+            (sink.0)(app, line);
         }
     }
 
@@ -123,10 +120,10 @@ impl AccessLog {
             line,
             " method={} path={} host={} request_id={} fwd={} dyno={} connect={} service={} status={} bytes={}",
             self.method,
-            Quoted(&self.path),
+            Quoted(self.uri.path_and_query().map_or("/", PathAndQuery::as_str)),
             Bare(&self.host),
-            Bare(&self.request_id),
-            Quoted(&self.fwd),
+            Bare(self.request_id.to_str().unwrap_or_default()),
+            Quoted(self.fwd.to_str().unwrap_or_default()),
             Bare(self.dyno.as_deref().unwrap_or_default()),
             Millis(self.connect),
             Millis(service),
@@ -185,11 +182,12 @@ mod tests {
     fn log() -> AccessLog {
         AccessLog::new(
             Method::GET,
-            "/search?q=\"x\"".to_owned(),
+            Uri::from_static("/search?q=%22x%22"),
             "demo.example.com".to_owned(),
-            "0190a2b4-7c2e-7def-8abc-0123456789ab".to_owned(),
-            "10.0.0.1, 127.0.0.1".to_owned(),
+            HeaderValue::from_static("0190a2b4-7c2e-7def-8abc-0123456789ab"),
+            HeaderValue::from_static("10.0.0.1, 127.0.0.1"),
             None,
+            Arc::new(AppMetrics::new("demo")),
         )
     }
 
@@ -201,7 +199,7 @@ mod tests {
         log.status = 200;
         assert_eq!(
             log.line(Some(Duration::from_millis(12)), 1234),
-            "at=info method=GET path=\"/search?q=\\\"x\\\"\" host=demo.example.com \
+            "at=info method=GET path=\"/search?q=%22x%22\" host=demo.example.com \
              request_id=0190a2b4-7c2e-7def-8abc-0123456789ab fwd=\"10.0.0.1, 127.0.0.1\" \
              dyno=web.1 connect=1ms service=12ms status=200 bytes=1234"
         );
@@ -215,21 +213,27 @@ mod tests {
         assert_eq!(
             log.line(None, 180),
             "at=error code=H14 desc=\"No web processes running\" method=GET \
-             path=\"/search?q=\\\"x\\\"\" host=demo.example.com \
+             path=\"/search?q=%22x%22\" host=demo.example.com \
              request_id=0190a2b4-7c2e-7def-8abc-0123456789ab fwd=\"10.0.0.1, 127.0.0.1\" \
              dyno= connect= service= status=503 bytes=180"
         );
     }
 
     #[test]
+    fn quoted_values_escape_quotes_and_backslashes() {
+        assert_eq!(Quoted(r#"a "b" \c"#).to_string(), r#""a \"b\" \\c""#);
+    }
+
+    #[test]
     fn client_supplied_host_cannot_inject_fields() {
         let log = AccessLog::new(
             Method::GET,
-            "/".to_owned(),
+            Uri::from_static("/"),
             "evil.com status=200".to_owned(),
-            "id".to_owned(),
-            "1.2.3.4".to_owned(),
+            HeaderValue::from_static("id"),
+            HeaderValue::from_static("1.2.3.4"),
             None,
+            Arc::new(AppMetrics::new("demo")),
         );
         assert!(log.line(None, 0).contains(" host=evil.com_status_200 "));
     }

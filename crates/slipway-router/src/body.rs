@@ -1,6 +1,8 @@
-//! The body the router sends to clients: the app's body relayed frame by frame, or a page the
-//! router wrote. It carries the request's log line and in-flight count until the body ends or
-//! the client goes away, so both cover the whole response and not just its head.
+//! The bodies the router relays. [`ResponseBody`] goes to clients: the app's body relayed frame
+//! by frame, or a page the router wrote. It carries the request's log line, in-flight count and
+//! connection activity until the body ends or the client goes away, so they cover the whole
+//! response and not just its head. [`RequestBody`] goes to apps: the client's body, counted and
+//! cut off at the size limit.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -8,13 +10,17 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use metrics::Counter;
 
 use crate::access_log::AccessLog;
+use crate::server::RequestGuard;
 use crate::table::InFlight;
 
 pub(crate) struct ResponseBody {
     inner: Inner,
     tracker: Option<Tracker>,
+    /// Marks the client connection busy until the response is sent or abandoned.
+    request: Option<RequestGuard>,
 }
 
 enum Inner {
@@ -31,6 +37,7 @@ impl ResponseBody {
                 bytes: 0,
                 _in_flight: in_flight,
             }),
+            request: None,
         }
     }
 
@@ -42,7 +49,14 @@ impl ResponseBody {
                 bytes: 0,
                 _in_flight: None,
             }),
+            request: None,
         }
+    }
+
+    /// Keeps the connection counted as busy for as long as this body is being sent.
+    pub(crate) fn hold(mut self, request: RequestGuard) -> Self {
+        self.request = Some(request);
+        self
     }
 }
 
@@ -81,9 +95,13 @@ impl Body for ResponseBody {
                 }
                 if this.inner_is_end_stream() {
                     this.tracker = None;
+                    this.request = None;
                 }
             }
-            Poll::Ready(None | Some(Err(_))) => this.tracker = None,
+            Poll::Ready(None | Some(Err(_))) => {
+                this.tracker = None;
+                this.request = None;
+            }
             Poll::Pending => {}
         }
         polled
@@ -107,5 +125,74 @@ impl ResponseBody {
             Inner::Upstream(body) => body.is_end_stream(),
             Inner::Page(body) => body.is_end_stream(),
         }
+    }
+}
+
+/// Why a client's request body could not be relayed. It travels through the upstream client's
+/// error as the body's own error, which is how the router tells it from an app failure.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RequestBodyError {
+    #[error("request body is larger than the {limit}-byte limit")]
+    TooLarge { limit: u64 },
+    #[error("client stopped sending the request body")]
+    Aborted(#[source] hyper::Error),
+}
+
+/// The client's body on its way to the app: relayed frame by frame, counted in
+/// `slipway_router_request_bytes_total`, and failed once it exceeds `limit` bytes, for bodies
+/// whose size was not announced up front.
+pub(crate) struct RequestBody {
+    inner: Incoming,
+    limit: u64,
+    received: u64,
+    counter: Counter,
+}
+
+impl RequestBody {
+    pub(crate) fn new(inner: Incoming, limit: u64, counter: Counter) -> Self {
+        Self {
+            inner,
+            limit,
+            received: 0,
+            counter,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = RequestBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    this.received += len;
+                    this.counter.increment(len);
+                    if this.received > this.limit {
+                        return Poll::Ready(Some(Err(RequestBodyError::TooLarge {
+                            limit: this.limit,
+                        })));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(RequestBodyError::Aborted(err)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

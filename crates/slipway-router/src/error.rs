@@ -8,13 +8,20 @@ use std::time::Duration;
 use http::StatusCode;
 use slipway_types::AppName;
 
+use crate::body::RequestBodyError;
+
 /// Where a failed request went wrong. Client errors are the caller's to fix; upstream errors
-/// are about the app's processes.
+/// are about the app's processes; operator ones are what the platform was told to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ErrorOrigin {
     Client,
     Upstream,
+    Operator,
 }
+
+/// nginx's and Heroku's status for a request whose client went away before it was answered: no
+/// client sees it, but the log line and the metrics do.
+pub(crate) const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ProxyError {
@@ -30,6 +37,16 @@ pub(crate) enum ProxyError {
     },
     #[error("no app is configured for host `{host}`")]
     UnknownHost { host: String },
+    #[error("request body is larger than the {limit}-byte limit")]
+    BodyTooLarge { limit: u64 },
+    #[error("client stopped sending the request body to upstream {addr}")]
+    ClientAborted {
+        addr: SocketAddr,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("app `{app}` is in maintenance mode")]
+    Maintenance { app: AppName },
     #[error("app `{app}` has no web processes running")]
     NoBackends { app: AppName },
     #[error("could not connect to upstream {addr}")]
@@ -51,8 +68,19 @@ pub(crate) enum ProxyError {
 }
 
 impl ProxyError {
-    /// Sorts a client failure by whether the request could have reached the app.
+    /// Sorts an upstream client failure: the client's own request body (too large, or cut
+    /// off), a connection that never reached the app, or the app failing.
     pub(crate) fn from_client(addr: SocketAddr, source: hyper_util::client::legacy::Error) -> Self {
+        let mut cause = source.source();
+        while let Some(err) = cause {
+            match err.downcast_ref::<RequestBodyError>() {
+                Some(RequestBodyError::TooLarge { limit }) => {
+                    return Self::BodyTooLarge { limit: *limit };
+                }
+                Some(RequestBodyError::Aborted(_)) => return Self::ClientAborted { addr, source },
+                None => cause = err.source(),
+            }
+        }
         if source.is_connect() {
             Self::Connect { addr, source }
         } else {
@@ -65,7 +93,10 @@ impl ProxyError {
             Self::MissingHost
             | Self::InvalidHost { .. }
             | Self::InvalidTarget { .. }
-            | Self::UnknownHost { .. } => ErrorOrigin::Client,
+            | Self::UnknownHost { .. }
+            | Self::BodyTooLarge { .. }
+            | Self::ClientAborted { .. } => ErrorOrigin::Client,
+            Self::Maintenance { .. } => ErrorOrigin::Operator,
             Self::NoBackends { .. }
             | Self::Connect { .. }
             | Self::Upstream { .. }
@@ -82,9 +113,14 @@ impl ProxyError {
             | Self::InvalidHost { .. }
             | Self::InvalidTarget { .. }
             | Self::UnknownHost { .. }
+            | Self::Maintenance { .. }
             | Self::NoBackends { .. }
             | Self::Connect { .. } => true,
-            Self::Upstream { .. } | Self::UnexpectedUpgrade { .. } | Self::Timeout { .. } => false,
+            Self::BodyTooLarge { .. }
+            | Self::ClientAborted { .. }
+            | Self::Upstream { .. }
+            | Self::UnexpectedUpgrade { .. }
+            | Self::Timeout { .. } => false,
         }
     }
 
@@ -94,7 +130,10 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST
             }
             Self::UnknownHost { .. } => StatusCode::NOT_FOUND,
-            Self::NoBackends { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::ClientAborted { .. } => StatusCode::from_u16(CLIENT_CLOSED_REQUEST)
+                .expect("499 is within the valid status range"),
+            Self::NoBackends { .. } | Self::Maintenance { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Connect { .. } | Self::Upstream { .. } | Self::UnexpectedUpgrade { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -108,6 +147,9 @@ impl ProxyError {
         match self {
             Self::MissingHost | Self::InvalidHost { .. } | Self::InvalidTarget { .. } => "H26",
             Self::UnknownHost { .. } => "H00",
+            Self::BodyTooLarge { .. } => "H25",
+            Self::ClientAborted { .. } => "H27",
+            Self::Maintenance { .. } => "H80",
             Self::NoBackends { .. } => "H14",
             Self::Connect { .. } if self.connect_timed_out() => "H19",
             Self::Connect { .. } => "H21",
@@ -124,6 +166,9 @@ impl ProxyError {
                 "Request error"
             }
             Self::UnknownHost { .. } => "No such app",
+            Self::BodyTooLarge { .. } => "Request body too large",
+            Self::ClientAborted { .. } => "Client Request Interrupted",
+            Self::Maintenance { .. } => "Maintenance mode",
             Self::NoBackends { .. } => "No web processes running",
             Self::Connect { .. } if self.connect_timed_out() => "Backend connection timeout",
             Self::Connect { .. } => "Backend connection refused",

@@ -1,7 +1,6 @@
 //! Header rules: which host a request is for, the request id, the `X-Forwarded-*` family, and
 //! the hop-by-hop headers that describe one connection and must not cross the proxy.
 
-use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -53,7 +52,11 @@ pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
         .get(&X_REQUEST_ID)
         .filter(|value| is_valid_request_id(value.as_bytes()))
         .cloned()
-        .unwrap_or_else(|| ascii_value(uuid::Uuid::now_v7().to_string()))
+        .unwrap_or_else(|| {
+            let mut text = uuid::Uuid::encode_buffer();
+            let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text);
+            HeaderValue::from_str(id).expect("a UUID is a valid header value")
+        })
 }
 
 pub(crate) fn is_valid_request_id(id: &[u8]) -> bool {
@@ -63,16 +66,23 @@ pub(crate) fn is_valid_request_id(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-'))
 }
 
-/// The client's `X-Forwarded-For` chain with the connecting address appended.
-pub(crate) fn forwarded_for(headers: &HeaderMap, client: IpAddr) -> String {
-    let mut chain: Vec<String> = headers
+/// The client's `X-Forwarded-For` chain with the connecting address (`client`, as text)
+/// appended.
+pub(crate) fn forwarded_for(headers: &HeaderMap, client: &HeaderValue) -> HeaderValue {
+    let mut chain = String::new();
+    for value in headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .map(str::to_owned)
-        .collect();
-    chain.push(client.to_canonical().to_string());
-    chain.join(", ")
+    {
+        chain.push_str(value);
+        chain.push_str(", ");
+    }
+    if chain.is_empty() {
+        return client.clone();
+    }
+    chain.push_str(client.to_str().unwrap_or_default());
+    ascii_value(chain)
 }
 
 /// A request asking to switch protocols (WebSocket): `Connection: upgrade` plus `Upgrade`.
@@ -97,7 +107,15 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// `Connection` header names. When `upgrade` is set the switch itself must reach the other side,
 /// so `Connection: upgrade` and `Upgrade` are kept.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none: one pass over the names beats a lookup per listed header.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    // `keep-alive` and `upgrade`, the usual tokens besides `close`, name headers dropped below.
     let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter(|token| {
+            !token.eq_ignore_ascii_case("keep-alive") && !token.eq_ignore_ascii_case("upgrade")
+        })
         .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .collect();
     let upgrade_to = if upgrade {
@@ -132,12 +150,27 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
+/// The headers dropped whatever `Connection` says. Any header `Connection` names is only
+/// there if `Connection` is, which this also catches.
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ]
+    .contains(&name)
+        || name.as_str().starts_with("proxy-")
+}
+
 /// What the app is told about the original request.
 pub(crate) struct Forwarding<'a> {
     pub(crate) authority: &'a HeaderValue,
-    pub(crate) forwarded_for: &'a str,
+    pub(crate) forwarded_for: &'a HeaderValue,
     pub(crate) https: bool,
-    pub(crate) port: u16,
+    pub(crate) port: &'a HeaderValue,
     pub(crate) request_id: &'a HeaderValue,
     pub(crate) received_at: SystemTime,
     pub(crate) version: Version,
@@ -147,16 +180,18 @@ impl Forwarding<'_> {
     /// Sets the forwarding headers, replacing whatever the client sent under those names
     /// (except `Via`, which is a chain and gets our hop appended).
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
+        // Room for the headers below, so adding them does not grow the map several times.
+        headers.reserve(7);
         let millis = self
             .received_at
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis();
         headers.insert(header::HOST, self.authority.clone());
-        headers.insert(&X_FORWARDED_FOR, ascii_value(self.forwarded_for.to_owned()));
+        headers.insert(&X_FORWARDED_FOR, self.forwarded_for.clone());
         let proto = if self.https { "https" } else { "http" };
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-        headers.insert(&X_FORWARDED_PORT, HeaderValue::from(self.port));
+        headers.insert(&X_FORWARDED_PORT, self.port.clone());
         headers.insert(&X_REQUEST_ID, self.request_id.clone());
         headers.insert(&X_REQUEST_START, ascii_value(format!("t={millis}")));
         headers.append(header::VIA, HeaderValue::from_static(via(self.version)));
@@ -182,8 +217,6 @@ fn ascii_value(value: String) -> HeaderValue {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv6Addr;
-
     use super::*;
 
     #[test]
@@ -235,16 +268,12 @@ mod tests {
     #[test]
     fn forwarded_for_appends_the_client() {
         let mut headers = HeaderMap::new();
-        assert_eq!(
-            forwarded_for(&headers, Ipv6Addr::LOCALHOST.into()),
-            "::1",
-            "no chain yet"
-        );
+        let client = HeaderValue::from_static("10.0.0.1");
+        assert_eq!(forwarded_for(&headers, &client), "10.0.0.1", "no chain yet");
         headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
         headers.append(&X_FORWARDED_FOR, HeaderValue::from_static("2.2.2.2"));
-        let mapped = Ipv6Addr::from([0, 0, 0, 0, 0, 0xffff, 0x0a00, 0x0001]);
         assert_eq!(
-            forwarded_for(&headers, mapped.into()),
+            forwarded_for(&headers, &client),
             "1.1.1.1, 2.2.2.2, 10.0.0.1"
         );
     }

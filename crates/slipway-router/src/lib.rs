@@ -5,11 +5,15 @@ mod body;
 mod challenge;
 mod connector;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod headers;
 mod pages;
 mod proxy;
 mod router;
 mod server;
+mod stats;
 mod table;
 mod tls;
 

@@ -20,6 +20,15 @@ pub(crate) fn error_page(err: &ProxyError, request_id: &str) -> Bytes {
         ProxyError::UnknownHost { host } => {
             format!("No app is configured for <code>{}</code>.", escape(host))
         }
+        ProxyError::BodyTooLarge { limit } => {
+            format!("The request body is larger than the {limit}-byte limit.")
+        }
+        ProxyError::ClientAborted { .. } => {
+            "The request body was not received completely.".to_owned()
+        }
+        ProxyError::Maintenance { .. } => {
+            "This app is down for maintenance. Please try again shortly.".to_owned()
+        }
         ProxyError::NoBackends { .. } => "No web processes are running for this app.".to_owned(),
         ProxyError::Connect { .. } => "The app could not be reached.".to_owned(),
         ProxyError::Upstream { .. } | ProxyError::UnexpectedUpgrade { .. } => {
@@ -72,5 +81,18 @@ mod tests {
         assert!(page.contains("<title>404 Not Found</title>"));
         assert!(page.contains("No app is configured for <code>&lt;script&gt;.example.com</code>"));
         assert!(!page.contains("<script>"));
+    }
+
+    #[test]
+    fn maintenance_page_says_so() {
+        let page = error_page(
+            &ProxyError::Maintenance {
+                app: "demo".parse().expect("app name"),
+            },
+            "abc",
+        );
+        let page = std::str::from_utf8(&page).expect("utf-8");
+        assert!(page.contains("<title>503 Service Unavailable</title>"));
+        assert!(page.contains("down for maintenance"));
     }
 }

@@ -2,14 +2,13 @@
 //! host, pick a backend, rewrite the headers, send it with a deadline, retry a failed connection
 //! once elsewhere when that is safe, and hand back the app's response or an error page.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
 use http::header::{self, HeaderValue};
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Empty};
 use hyper::body::{Body as _, Incoming};
@@ -17,21 +16,21 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use crate::access_log::AccessLog;
-use crate::body::ResponseBody;
+use crate::body::{RequestBody, ResponseBody};
 use crate::challenge;
 use crate::connector::ConnectTiming;
 use crate::error::{ErrorOrigin, ProxyError};
 use crate::headers::{self, Forwarding, Target, X_REQUEST_ID};
 use crate::pages;
 use crate::router::Router;
-use crate::server::Inbound;
+use crate::server::{Peer, Slot};
 use crate::table::{InFlight, Site};
 
 /// An app's response on its way back, with what must outlive the response head.
 struct Relayed {
     response: Response<Incoming>,
     in_flight: InFlight,
-    client_upgrade: Option<OnUpgrade>,
+    client_upgrade: Option<(OnUpgrade, Option<Arc<Slot>>)>,
 }
 
 impl Router {
@@ -39,12 +38,11 @@ impl Router {
     pub(crate) async fn handle(
         &self,
         req: Request<Incoming>,
-        client: SocketAddr,
-        inbound: Inbound,
+        client: &Peer,
     ) -> Response<ResponseBody> {
         let received_at = SystemTime::now();
         let request_id = headers::request_id(req.headers());
-        let forwarded_for = headers::forwarded_for(req.headers(), client.ip());
+        let forwarded_for = headers::forwarded_for(req.headers(), &client.ip);
         let target = headers::target(&req);
         let log_host = match &target {
             Ok(target) => target.host.clone(),
@@ -53,17 +51,15 @@ impl Router {
         };
         let mut log = AccessLog::new(
             req.method().clone(),
-            req.uri()
-                .path_and_query()
-                .map_or("/", PathAndQuery::as_str)
-                .to_owned(),
+            req.uri().clone(),
             log_host,
-            String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
+            request_id.clone(),
             forwarded_for.clone(),
             self.config.access_log.clone(),
+            Arc::clone(self.unknown_host_metrics()),
         );
 
-        let local = if inbound.https {
+        let local = if client.https {
             None
         } else {
             self.answer_plain_http(&req, target.as_ref().ok())
@@ -77,8 +73,8 @@ impl Router {
                         let forwarding = Forwarding {
                             authority: &target.authority,
                             forwarded_for: &forwarded_for,
-                            https: inbound.https,
-                            port: inbound.port,
+                            https: client.https,
+                            port: &client.port,
                             request_id: &request_id,
                             received_at,
                             version: req.version(),
@@ -130,41 +126,62 @@ impl Router {
             .ok_or_else(|| ProxyError::UnknownHost {
                 host: target.host.clone(),
             })?;
-        log.app = Some(site.app.clone());
+        log.site = Some(Arc::clone(&site));
+        log.metrics = Arc::clone(site.metrics());
+        if site.maintenance {
+            return Err(ProxyError::Maintenance {
+                app: site.app.clone(),
+            });
+        }
+        // An announced body over the limit is refused before any app sees the request, and
+        // before `Expect: 100-continue` is answered, so the client need not send it.
+        let limit = self.config.max_body_bytes;
+        if req.body().size_hint().lower() > limit {
+            return Err(ProxyError::BodyTooLarge { limit });
+        }
 
         let upgrade = headers::is_upgrade_request(&req);
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let client_upgrade = upgrade.then(|| {
+            let slot = req.extensions_mut().remove::<Arc<Slot>>();
+            (hyper::upgrade::on(&mut req), slot)
+        });
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
         headers::strip_hop_by_hop(&mut headers, upgrade);
+        // The router's HTTP server answers `Expect: 100-continue` itself, when the body is
+        // first read on its way upstream; the app gets the body without being asked.
+        headers.remove(header::EXPECT);
         forwarding.apply(&mut headers);
 
         // A retry needs the whole request again; the router only keeps it when it is
         // headers alone and sending it twice is harmless.
         let replayable = !upgrade && is_idempotent(&parts.method) && body.is_end_stream();
-        let mut body = (!replayable).then_some(body);
+        let retriable = replayable && site.backend_count() > 1;
+        let mut body = (!replayable)
+            .then(|| RequestBody::new(body, limit, site.metrics().request_bytes.clone()));
         let deadline = tokio::time::Instant::now() + self.config.request_timeout;
         let mut failed = None;
         loop {
-            let (backend, in_flight, client) =
-                site.pick(failed).ok_or_else(|| ProxyError::NoBackends {
-                    app: site.app.clone(),
-                })?;
-            let addr = backend.addr;
-            log.dyno = Some(backend.dyno.clone());
+            let picked = site.pick(failed).ok_or_else(|| ProxyError::NoBackends {
+                app: site.app.clone(),
+            })?;
+            let addr = picked.backend.addr;
+            log.dyno = Some(picked.backend.dyno.clone());
 
             let mut upstream = Request::new(match body.take() {
                 Some(body) => Either::Left(body),
                 None => Either::Right(Empty::new()),
             });
             *upstream.method_mut() = parts.method.clone();
-            *upstream.uri_mut() = upstream_uri(addr, &parts.uri)?;
+            *upstream.uri_mut() = upstream_uri(picked.authority, &parts.uri)?;
             *upstream.version_mut() = Version::HTTP_11;
-            *upstream.headers_mut() = if replayable {
+            // Copied only while a retry could still need them.
+            *upstream.headers_mut() = if retriable && failed.is_none() {
                 headers.clone()
             } else {
                 std::mem::take(&mut headers)
             };
+            let (in_flight, client) = (picked.in_flight, picked.client);
 
             let sent_at = Instant::now();
             log.sent_at = Some(sent_at);
@@ -175,11 +192,7 @@ impl Router {
                     if matches!(err, ProxyError::Connect { .. }) {
                         site.connect_failed(addr);
                     }
-                    if replayable
-                        && failed.is_none()
-                        && err.retry_safe()
-                        && site.backend_count() > 1
-                    {
+                    if retriable && failed.is_none() && err.retry_safe() {
                         tracing::warn!(
                             app = %site.app,
                             error = %err.chain(),
@@ -264,17 +277,20 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-fn upstream_uri(addr: SocketAddr, original: &Uri) -> Result<Uri, ProxyError> {
-    let target = original.path_and_query().map_or("/", PathAndQuery::as_str);
-    Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(addr.to_string())
-        .path_and_query(target)
-        .build()
-        .map_err(|source| ProxyError::InvalidTarget {
-            target: target.to_owned(),
-            source,
-        })
+fn upstream_uri(authority: &Authority, original: &Uri) -> Result<Uri, ProxyError> {
+    let mut parts = uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority.clone());
+    parts.path_and_query = Some(
+        original
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    Uri::from_parts(parts).map_err(|source| ProxyError::InvalidTarget {
+        target: original.to_string(),
+        source: source.into(),
+    })
 }
 
 fn relay(relayed: Relayed, mut log: AccessLog) -> Response<ResponseBody> {
@@ -286,9 +302,9 @@ fn relay(relayed: Relayed, mut log: AccessLog) -> Response<ResponseBody> {
     log.status = response.status().as_u16();
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     let in_flight = match client_upgrade {
-        Some(client_upgrade) if switching => {
+        Some((client_upgrade, slot)) if switching => {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tokio::spawn(tunnel(client_upgrade, upstream_upgrade, in_flight));
+            tokio::spawn(tunnel(client_upgrade, upstream_upgrade, in_flight, slot));
             None
         }
         _ => Some(in_flight),
@@ -298,10 +314,15 @@ fn relay(relayed: Relayed, mut log: AccessLog) -> Response<ResponseBody> {
     Response::from_parts(parts, ResponseBody::upstream(body, log, in_flight))
 }
 
-/// Copies bytes both ways once both sides have switched protocols. The backend counts as busy
-/// until the tunnel closes.
-async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, in_flight: InFlight) {
-    let _in_flight = in_flight;
+/// Copies bytes both ways once both sides have switched protocols. The backend counts as busy,
+/// and the client connection as open, until the tunnel closes.
+async fn tunnel(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    in_flight: InFlight,
+    slot: Option<Arc<Slot>>,
+) {
+    let _held = (in_flight, slot);
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
         Err(err) => {
@@ -322,9 +343,11 @@ fn error_response(
     mut log: AccessLog,
 ) -> Response<ResponseBody> {
     match err.origin() {
-        ErrorOrigin::Client => tracing::debug!(error = %err.chain(), "request refused"),
+        ErrorOrigin::Client | ErrorOrigin::Operator => {
+            tracing::debug!(error = %err.chain(), "request refused");
+        }
         ErrorOrigin::Upstream => {
-            let app = log.app.as_ref().map_or("", |app| app.as_str());
+            let app = log.site.as_ref().map_or("", |site| site.app.as_str());
             tracing::warn!(app, error = %err.chain(), "request failed");
         }
     }
@@ -340,5 +363,15 @@ fn error_response(
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if matches!(err, ProxyError::Maintenance { .. }) {
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(MAINTENANCE_RETRY_AFTER_SECS),
+        );
+    }
     response
 }
+
+/// What the maintenance page tells clients and crawlers: come back in a minute, the page is
+/// temporary.
+const MAINTENANCE_RETRY_AFTER_SECS: u32 = 60;

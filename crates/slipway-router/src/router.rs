@@ -2,20 +2,22 @@
 //! in-flight counters, the upstream connection pool and the ACME challenge tokens.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{Either, Empty};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use slipway_types::{CertSnapshot, RouteSnapshot};
+use tokio::sync::Semaphore;
 
 use crate::access_log::AccessLogSink;
+use crate::body::RequestBody;
 use crate::challenge::Challenges;
 use crate::connector::TimedConnector;
+use crate::stats::AppMetrics;
 use crate::table::{Counters, RouteTable};
 use crate::tls::{CertLoadError, Tls};
 
@@ -38,9 +40,28 @@ pub struct RouterConfig {
     pub https_port: Option<u16>,
     /// Also gets each request's log line, besides tracing, when the request reached a known app.
     pub access_log: Option<AccessLogSink>,
+    /// The largest request head (request line and headers; HTTP/2: the decoded header list) a
+    /// client may send. Larger ones get 431 and never reach an app.
+    pub max_header_bytes: usize,
+    /// The largest request body passed on to an app. A larger `Content-Length` gets 413 at
+    /// once; a body without one (chunked, HTTP/2) is cut off at the limit, and the client gets
+    /// 413 unless the app has already answered.
+    pub max_body_bytes: u64,
+    /// How long a client has to send a complete request head once it has started one (or once
+    /// its connection is open): a client trickling headers byte by byte (slowloris) holds a
+    /// connection no longer than this.
+    pub header_read_timeout: Duration,
+    /// How long a connection with no request in progress and nothing sent stays open for the
+    /// next request (keep-alive).
+    pub idle_timeout: Duration,
+    /// Client connections open at once, over both listeners, TLS handshakes included. Beyond
+    /// it new connections wait in the listen backlog until one closes.
+    pub max_connections: usize,
 }
 
-/// Heroku's limits (30 s to answer, 5 s to connect) behind the standard HTTP port.
+/// Heroku's limits (30 s to answer, 5 s to connect) behind the standard HTTP port, 64 KiB of
+/// headers, 100 MiB bodies, 10 s to send a request head, 60 s idle keep-alive and 10,000
+/// connections.
 impl Default for RouterConfig {
     fn default() -> Self {
         Self {
@@ -49,13 +70,18 @@ impl Default for RouterConfig {
             listen_port: 80,
             https_port: None,
             access_log: None,
+            max_header_bytes: 64 * 1024,
+            max_body_bytes: 100 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
         }
     }
 }
 
 /// Requests go upstream with the client's body, or with an empty one when the router keeps the
 /// request to retry it on another backend.
-pub(crate) type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+pub(crate) type UpstreamBody = Either<RequestBody, Empty<Bytes>>;
 
 /// Host-based reverse proxy. Share it as `Arc<Router>`: the control plane calls
 /// [`Router::update`], [`Router::update_certs`], the challenge methods and
@@ -66,6 +92,10 @@ pub struct Router {
     counters: Mutex<Counters>,
     pub(crate) tls: Tls,
     pub(crate) challenges: Challenges,
+    /// Series of requests for hosts no app serves, made at first use like an app's.
+    unknown_host_metrics: OnceLock<Arc<AppMetrics>>,
+    /// One permit per open client connection, shared by both listeners.
+    pub(crate) connection_slots: Arc<Semaphore>,
 }
 
 /// A connection pool to one backend instance.
@@ -76,12 +106,21 @@ impl Router {
     /// first update, and every TLS client gets a self-signed certificate generated here.
     pub fn new(config: RouterConfig) -> Arc<Router> {
         Arc::new(Router {
+            connection_slots: Arc::new(Semaphore::new(
+                config.max_connections.min(Semaphore::MAX_PERMITS),
+            )),
             config,
             table: ArcSwap::from_pointee(RouteTable::default()),
             counters: Mutex::new(Counters::default()),
             tls: Tls::new(),
             challenges: Challenges::default(),
+            unknown_host_metrics: OnceLock::new(),
         })
+    }
+
+    pub(crate) fn unknown_host_metrics(&self) -> &Arc<AppMetrics> {
+        self.unknown_host_metrics
+            .get_or_init(|| Arc::new(AppMetrics::new("")))
     }
 
     /// Replaces the served certificates atomically: the next handshake picks from the new set,
@@ -119,6 +158,15 @@ impl Router {
         };
         let table = RouteTable::build(snapshot, &mut counters, &new_client);
         self.table.store(Arc::new(table));
+    }
+
+    /// Client connections open now over both listeners, TLS handshakes included: what
+    /// [`RouterConfig::max_connections`] is counted against.
+    pub fn open_connections(&self) -> usize {
+        self.config
+            .max_connections
+            .min(Semaphore::MAX_PERMITS)
+            .saturating_sub(self.connection_slots.available_permits())
     }
 
     /// Requests currently in flight to `addr`, including those started before it was removed

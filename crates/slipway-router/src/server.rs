@@ -2,28 +2,42 @@
 //! and shutting down without dropping the requests in flight.
 
 use std::convert::Infallible;
+use std::error::Error;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::rt::{Read, Write};
+use http::{HeaderValue, Request, Version, header};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use metrics::Gauge;
 use rustls::HandshakeKind;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::headers::is_upgrade_request;
 use crate::router::Router;
+use crate::stats;
 
 /// How long a shutdown waits for requests in flight, matching how long the deployer drains a
 /// container before stopping it.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a shutdown keeps serving open connections before closing the idle ones. A client
+/// may be sending its next request on a keep-alive connection just as the router stops; closing
+/// that connection would lose the request. Until this has passed, HTTP/1.x connections get one
+/// more request answered with `Connection: close`, after which the client reconnects (to the
+/// listening socket a successor process has taken over).
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// Pause after an accept error that is not about one connection (out of file descriptors), so
 /// the loop does not spin while the condition lasts.
@@ -44,11 +58,32 @@ pub(crate) struct Inbound {
 
 type Builder = auto::Builder<TokioExecutor>;
 
+/// Who is at the other end of one client connection, worked out once for all its requests.
+pub(crate) struct Peer {
+    /// The address as `X-Forwarded-For` ends with it.
+    pub(crate) ip: HeaderValue,
+    pub(crate) https: bool,
+    /// `X-Forwarded-Port`.
+    pub(crate) port: HeaderValue,
+}
+
+impl Peer {
+    fn new(addr: SocketAddr, inbound: Inbound) -> Self {
+        let ip = addr.ip().to_canonical().to_string();
+        Self {
+            ip: HeaderValue::try_from(ip).expect("an IP address is a valid header value"),
+            https: inbound.https,
+            port: HeaderValue::from(inbound.port),
+        }
+    }
+}
+
 impl Router {
-    /// Serves plain HTTP on `listener` until `shutdown` resolves, then stops accepting, lets
-    /// every open connection finish its current request (idle keep-alive connections close at
-    /// once) and returns when they are done or after 30 s, dropping whatever is left.
-    /// Upgraded connections (WebSocket) are not waited for.
+    /// Serves plain HTTP on `listener` until `shutdown` resolves, then stops accepting, serves
+    /// open connections 2 s more (HTTP/1.x answers saying `Connection: close`), lets every
+    /// connection finish its current request (idle ones close) and returns when they are done
+    /// or after 30 s, dropping whatever is left. Upgraded connections (WebSocket) are not
+    /// waited for.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
@@ -90,11 +125,7 @@ impl Router {
         tls: Option<TlsAcceptor>,
     ) -> io::Result<()> {
         tracing::info!(addr = %listener.local_addr()?, https = inbound.https, "router listening");
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new());
-        builder.http2().timer(TokioTimer::new());
-        let builder = Arc::new(builder);
-        let graceful = GracefulShutdown::new();
+        let builder = Arc::new(self.connection_builder());
         let (stopping_tx, stopping) = watch::channel(false);
         let mut connections = JoinSet::new();
         let mut shutdown = pin!(shutdown);
@@ -109,6 +140,13 @@ impl Router {
                     }
                 },
             };
+            // At the cap, this connection waits here and the next ones in the listen backlog.
+            let slot = tokio::select! {
+                () = &mut shutdown => break,
+                slot = Arc::clone(&self.connection_slots).acquire_owned() => {
+                    slot.expect("the connection semaphore is never closed")
+                }
+            };
             while connections.try_join_next().is_some() {}
             if let Err(err) = stream.set_nodelay(true) {
                 tracing::debug!(%peer, error = %err, "could not disable Nagle's algorithm");
@@ -116,30 +154,25 @@ impl Router {
             let connection = Connection {
                 router: Arc::clone(&self),
                 builder: Arc::clone(&builder),
-                watcher: graceful.watcher(),
+                stopping: stopping.clone(),
                 peer,
                 inbound,
+                slot: Arc::new(Slot::new(slot, inbound.https)),
             };
             match &tls {
-                None => connections.spawn(connection.serve(TokioIo::new(stream))),
-                Some(acceptor) => connections.spawn(connection.handshake(
-                    acceptor.clone(),
-                    stream,
-                    stopping.clone(),
-                )),
+                None => connections.spawn(connection.serve(stream)),
+                Some(acceptor) => connections.spawn(connection.handshake(acceptor.clone(), stream)),
             };
         }
         drop(listener);
         let _ = stopping_tx.send(true);
         tracing::info!(
-            connections = graceful.count(),
+            connections = connections.len(),
             https = inbound.https,
             "router stopped accepting, draining"
         );
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        let drained = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
             tracing::warn!(
                 connections = connections.len(),
                 "router drain timed out, closing the remaining connections"
@@ -147,77 +180,359 @@ impl Router {
         }
         Ok(())
     }
-}
 
-/// One accepted client connection. Its watcher makes a shutdown wait for it from the moment it
-/// is accepted, so a connection that finishes its handshake during the drain is still served.
-struct Connection {
-    router: Arc<Router>,
-    builder: Arc<Builder>,
-    watcher: Watcher,
-    peer: SocketAddr,
-    inbound: Inbound,
-}
-
-impl Connection {
-    async fn handshake(
-        self,
-        acceptor: TlsAcceptor,
-        stream: TcpStream,
-        mut stopping: watch::Receiver<bool>,
-    ) {
-        let peer = self.peer;
-        let outcome = tokio::select! {
-            outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => outcome,
-            _ = stopping.wait_for(|stopping| *stopping) => return,
+    /// Serves one client connection given as a byte stream, as the accept loop would a plain
+    /// HTTP one, for the fuzz targets.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) async fn serve_stream<I>(self: Arc<Self>, io: I, peer: SocketAddr)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let permit = Arc::clone(&self.connection_slots)
+            .acquire_owned()
+            .await
+            .expect("the connection semaphore is never closed");
+        let (_stop, stopping) = watch::channel(false);
+        let connection = Connection {
+            builder: Arc::new(self.connection_builder()),
+            stopping,
+            peer,
+            inbound: Inbound {
+                https: false,
+                port: self.config.listen_port,
+            },
+            slot: Arc::new(Slot::new(permit, false)),
+            router: self,
         };
-        let tls = match outcome {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(err)) => {
-                count_handshake("failed");
-                tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                count_handshake("timed_out");
-                tracing::debug!(%peer, "TLS handshake timed out");
-                return;
-            }
-        };
-        count_handshake(match tls.get_ref().1.handshake_kind() {
-            Some(HandshakeKind::Resumed) => "resumed",
-            _ => "full",
-        });
-        self.serve(TokioIo::new(tls)).await;
+        connection.serve(io).await;
     }
 
-    async fn serve<I>(self, io: I)
-    where
-        I: Read + Write + Unpin + Send + 'static,
-    {
-        let Connection {
-            router,
-            builder,
-            watcher,
-            peer,
-            inbound,
-        } = self;
-        let service = service_fn(move |req| {
-            let router = Arc::clone(&router);
-            async move { Ok::<_, Infallible>(router.handle(req, peer, inbound).await) }
-        });
-        let connection = builder
-            .serve_connection_with_upgrades(io, service)
-            .into_owned();
-        if let Err(err) = watcher.watch(connection).await {
-            tracing::debug!(%peer, error = %err, "client connection ended with an error");
+    /// HTTP/1.1 and HTTP/2 with the configured header limit. hyper's own header read timeout
+    /// is off: it would also close idle keep-alive connections, which [`Activity`] tells apart.
+    fn connection_builder(&self) -> Builder {
+        let max_header_bytes = self.config.max_header_bytes;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_buf_size(max_header_bytes.max(MIN_HTTP1_BUFFER));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
+        builder
+    }
+}
+
+/// hyper's smallest allowed HTTP/1.1 read buffer, which is also the smallest header limit.
+const MIN_HTTP1_BUFFER: usize = 8192;
+
+/// A client connection's place under [`RouterConfig::max_connections`](crate::RouterConfig)
+/// and in the open-connections gauge, given back when the connection's task ends, or when the
+/// tunnel it became (WebSocket) closes.
+pub(crate) struct Slot {
+    _permit: OwnedSemaphorePermit,
+    gauge: Gauge,
+}
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit, https: bool) -> Self {
+        let gauge = stats::open_connections(https);
+        gauge.increment(1);
+        Self {
+            _permit: permit,
+            gauge,
         }
     }
 }
 
-/// `slipway_router_tls_handshakes_total` by outcome: `full`, `resumed`, `failed`, `timed_out`.
-fn count_handshake(outcome: &'static str) {
-    metrics::counter!("slipway_router_tls_handshakes_total", "outcome" => outcome).increment(1);
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.gauge.decrement(1);
+    }
+}
+
+/// One accepted client connection. It is waited for by a shutdown from the moment it is
+/// accepted, so a connection that finishes its handshake during the drain is still served.
+struct Connection {
+    router: Arc<Router>,
+    builder: Arc<Builder>,
+    stopping: watch::Receiver<bool>,
+    peer: SocketAddr,
+    inbound: Inbound,
+    slot: Arc<Slot>,
+}
+
+impl Connection {
+    async fn handshake(mut self, acceptor: TlsAcceptor, stream: TcpStream) {
+        let peer = self.peer;
+        let outcome = tokio::select! {
+            outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => outcome,
+            _ = self.stopping.wait_for(|stopping| *stopping) => return,
+        };
+        let tls = match outcome {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(err)) => {
+                stats::count_handshake("failed");
+                tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                stats::count_handshake("timed_out");
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
+        stats::count_handshake(match tls.get_ref().1.handshake_kind() {
+            Some(HandshakeKind::Resumed) => "resumed",
+            _ => "full",
+        });
+        self.serve(tls).await;
+    }
+
+    /// Serves requests until the client closes, the connection stays idle or half-sent too
+    /// long, or the router shuts down (then the request in progress is finished first).
+    async fn serve<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            router,
+            builder,
+            mut stopping,
+            peer,
+            inbound,
+            slot,
+        } = self;
+        let activity = Arc::new(Activity::new());
+        let io = TokioIo::new(Watched {
+            io,
+            activity: Arc::clone(&activity),
+        });
+        let limits = Limits {
+            header_read: router.config.header_read_timeout,
+            idle: router.config.idle_timeout,
+        };
+        let client = Arc::new(Peer::new(peer, inbound));
+        let service = service_fn({
+            let activity = Arc::clone(&activity);
+            let stopping = stopping.clone();
+            move |mut req: Request<Incoming>| {
+                let router = Arc::clone(&router);
+                let client = Arc::clone(&client);
+                let request = RequestGuard::start(&activity);
+                if is_upgrade_request(&req) {
+                    req.extensions_mut().insert(Arc::clone(&slot));
+                }
+                let http1 = req.version() < Version::HTTP_2;
+                let stopping = stopping.clone();
+                async move {
+                    let mut response = router.handle(req, &client).await;
+                    if http1 && *stopping.borrow() {
+                        response
+                            .headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    Ok::<_, Infallible>(response.map(|body| body.hold(request)))
+                }
+            }
+        });
+        let mut connection = pin!(builder.serve_connection_with_upgrades(io, service));
+        let closing = tokio::select! {
+            served = connection.as_mut() => {
+                connection_ended(peer, served);
+                return;
+            }
+            _ = stopping.wait_for(|stopping| *stopping) => None,
+            reason = activity.expired(limits) => Some(reason),
+        };
+        if closing.is_none() {
+            // Shutting down: one more request, answered with `Connection: close`, ends the
+            // connection by itself; otherwise it is closed once the grace is over.
+            tokio::select! {
+                served = connection.as_mut() => {
+                    connection_ended(peer, served);
+                    return;
+                }
+                () = tokio::time::sleep(DRAIN_GRACE) => {}
+            }
+        }
+        connection.as_mut().graceful_shutdown();
+        let served = match closing {
+            // The request in progress may take its time, bounded by the drain.
+            None => connection.await,
+            Some(reason) => {
+                stats::count_closed(reason);
+                tracing::debug!(%peer, reason, "closing client connection");
+                match tokio::time::timeout(limits.header_read, connection).await {
+                    Ok(served) => served,
+                    Err(_) => return,
+                }
+            }
+        };
+        connection_ended(peer, served);
+    }
+}
+
+fn connection_ended(peer: SocketAddr, served: Result<(), Box<dyn Error + Send + Sync>>) {
+    if let Err(err) = served {
+        tracing::debug!(%peer, error = %err, "client connection ended with an error");
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    header_read: Duration,
+    idle: Duration,
+}
+
+/// What a connection is doing, as far as its timeouts care: how many requests it has open, and
+/// since when it has been idle or sending the head of its next request.
+struct Activity {
+    /// Tokio's clock, so tests that pause time also pause these deadlines.
+    started: tokio::time::Instant,
+    open: AtomicUsize,
+    /// Milliseconds after `started` when the last open request finished.
+    idle_since: AtomicU64,
+    /// Milliseconds after `started` when bytes arrived while no request was open, which is a
+    /// request head on its way; [`NOT_STARTED`] otherwise. A new connection starts there, so
+    /// one that never sends anything is held no longer than a slow head.
+    head_since: AtomicU64,
+}
+
+const NOT_STARTED: u64 = u64::MAX;
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            started: tokio::time::Instant::now(),
+            open: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            head_since: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn received(&self) {
+        if self.open.load(Ordering::Relaxed) == 0
+            && self.head_since.load(Ordering::Relaxed) == NOT_STARTED
+        {
+            self.head_since.store(self.now(), Ordering::Relaxed);
+        }
+    }
+
+    /// When the connection must close unless something happens, and why; `None` while a
+    /// request is open.
+    fn deadline(&self, limits: Limits) -> Option<(u64, &'static str)> {
+        if self.open.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let head_since = self.head_since.load(Ordering::Relaxed);
+        Some(if head_since == NOT_STARTED {
+            let idle_since = self.idle_since.load(Ordering::Relaxed);
+            (idle_since.saturating_add(millis(limits.idle)), "idle")
+        } else {
+            (
+                head_since.saturating_add(millis(limits.header_read)),
+                "header_timeout",
+            )
+        })
+    }
+
+    /// Resolves when the connection has been idle, or sending a head, for too long. It sleeps
+    /// at most a header timeout at a time, so a head that starts during a long idle wait still
+    /// gets its own, shorter deadline.
+    async fn expired(&self, limits: Limits) -> &'static str {
+        let step = millis(limits.header_read.min(limits.idle)).max(1);
+        loop {
+            let now = self.now();
+            let wake = match self.deadline(limits) {
+                Some((at, reason)) if at <= now => return reason,
+                Some((at, _)) => at.min(now.saturating_add(step)),
+                None => now.saturating_add(step),
+            };
+            tokio::time::sleep(Duration::from_millis(wake - now)).await;
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One request on a connection, from the moment its head has arrived until its response has
+/// been sent or abandoned; the connection is not idle meanwhile.
+pub(crate) struct RequestGuard(Arc<Activity>);
+
+impl RequestGuard {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.open.fetch_add(1, Ordering::Relaxed);
+        activity.head_since.store(NOT_STARTED, Ordering::Relaxed);
+        Self(Arc::clone(activity))
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.idle_since.store(self.0.now(), Ordering::Relaxed);
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The client's byte stream, noting in [`Activity`] when bytes arrive.
+struct Watched<I> {
+    io: I,
+    activity: Arc<Activity>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.received();
+        }
+        polled
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }
 
 async fn accept_failed(err: io::Error) {

@@ -11,12 +11,14 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use http::uri::Authority;
 use slipway_types::{AppName, Backend, RouteSnapshot};
 
 use crate::router::UpstreamClient;
+use crate::stats::AppMetrics;
 
 /// How long a backend that refused or timed out a connection is passed over. Until the control
 /// plane's health check removes it, this keeps every other request from paying for a failed
@@ -43,6 +45,8 @@ impl RouteTable {
                     .backends
                     .iter()
                     .map(|backend| Slot {
+                        authority: Authority::try_from(backend.addr.to_string())
+                            .expect("a socket address is a valid authority"),
                         backend: backend.clone(),
                         upstream: counters.upstream(backend, new_client),
                         avoid_until: AtomicU64::new(0),
@@ -50,6 +54,8 @@ impl RouteTable {
                     .collect(),
                 next: AtomicUsize::new(0),
                 created: Instant::now(),
+                maintenance: routes.maintenance,
+                metrics: OnceLock::new(),
             });
             for host in &routes.hosts {
                 let host = host.trim_end_matches('.').to_ascii_lowercase();
@@ -80,10 +86,17 @@ pub(crate) struct Site {
     next: AtomicUsize,
     /// The origin of the millisecond clock in [`Slot::avoid_until`].
     created: Instant,
+    /// Requests get the maintenance page; the backends are left alone.
+    pub(crate) maintenance: bool,
+    /// Made at the first request rather than with the table, so the handles come from the
+    /// recorder the binary installed by then.
+    metrics: OnceLock<Arc<AppMetrics>>,
 }
 
 struct Slot {
     backend: Backend,
+    /// `addr` as the authority of upstream request URIs, made once rather than per request.
+    authority: Authority,
     upstream: Arc<Upstream>,
     /// Milliseconds after [`Site::created`] until which this backend is passed over.
     avoid_until: AtomicU64,
@@ -100,15 +113,15 @@ impl Site {
         self.backends.len()
     }
 
+    pub(crate) fn metrics(&self) -> &Arc<AppMetrics> {
+        self.metrics
+            .get_or_init(|| Arc::new(AppMetrics::new(self.app.as_str())))
+    }
+
     /// Picks the backend with the fewest outstanding requests, never `skip`, and a recently
     /// failed one only when every other is too. Equal loads are taken in turn: the scan starts
     /// one slot further on each call and only a strictly better slot displaces the first one.
-    /// The backend with the fewest requests in flight (ties in turn), a guard counting the
-    /// new request, and the backend's own client.
-    pub(crate) fn pick(
-        &self,
-        skip: Option<SocketAddr>,
-    ) -> Option<(&Backend, InFlight, UpstreamClient)> {
+    pub(crate) fn pick(&self, skip: Option<SocketAddr>) -> Option<Picked<'_>> {
         let count = self.backends.len();
         if count == 0 {
             return None;
@@ -127,12 +140,11 @@ impl Site {
                 best = Some((slot, rank));
             }
         }
-        best.map(|(slot, _)| {
-            (
-                &slot.backend,
-                InFlight::start(&slot.upstream),
-                slot.upstream.client.clone(),
-            )
+        best.map(|(slot, _)| Picked {
+            backend: &slot.backend,
+            authority: &slot.authority,
+            in_flight: InFlight::start(&slot.upstream, self.metrics()),
+            client: slot.upstream.client.clone(),
         })
     }
 
@@ -155,19 +167,38 @@ impl Site {
     }
 }
 
-/// Counts one request against a backend for as long as it lives.
-pub(crate) struct InFlight(Arc<Upstream>);
+/// The backend chosen for a request.
+pub(crate) struct Picked<'a> {
+    pub(crate) backend: &'a Backend,
+    pub(crate) authority: &'a Authority,
+    /// Counts the new request until it is dropped.
+    pub(crate) in_flight: InFlight,
+    /// The backend's own connection pool.
+    pub(crate) client: UpstreamClient,
+}
+
+/// Counts one request against a backend, and in the app's active-requests gauge, for as long
+/// as it lives.
+pub(crate) struct InFlight {
+    upstream: Arc<Upstream>,
+    metrics: Arc<AppMetrics>,
+}
 
 impl InFlight {
-    fn start(upstream: &Arc<Upstream>) -> Self {
+    fn start(upstream: &Arc<Upstream>, metrics: &Arc<AppMetrics>) -> Self {
         upstream.in_flight.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::clone(upstream))
+        metrics.active.increment(1);
+        Self {
+            upstream: Arc::clone(upstream),
+            metrics: Arc::clone(metrics),
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.upstream.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.active.decrement(1);
     }
 }
 
@@ -239,6 +270,7 @@ mod tests {
                 app: "demo".parse().expect("valid app name"),
                 hosts: vec!["demo.example.com".to_owned()],
                 backends,
+                maintenance: false,
             }],
         }
     }
@@ -253,7 +285,7 @@ mod tests {
         );
         let site = table.site("demo.example.com").expect("site");
         let dynos: Vec<String> = (0..4)
-            .map(|_| site.pick(None).expect("backend").0.dyno.clone())
+            .map(|_| site.pick(None).expect("backend").backend.dyno.clone())
             .collect();
         assert_eq!(dynos, ["web.1", "web.2", "web.1", "web.2"]);
     }
@@ -267,15 +299,15 @@ mod tests {
             &new_client,
         );
         let site = table.site("demo.example.com").expect("site");
-        let (first, _held, _) = site.pick(None).expect("backend");
-        let first = first.dyno.clone();
+        let held = site.pick(None).expect("backend");
+        let first = held.backend.dyno.clone();
         for _ in 0..3 {
-            let (other, _, _) = site.pick(None).expect("backend");
-            assert_ne!(other.dyno, first);
+            let other = site.pick(None).expect("backend");
+            assert_ne!(other.backend.dyno, first);
         }
         let busy = backend(if first == "web.1" { 1 } else { 2 }, &first).addr;
-        let (other, _, _) = site.pick(Some(busy)).expect("backend");
-        assert_ne!(other.addr, busy);
+        let other = site.pick(Some(busy)).expect("backend");
+        assert_ne!(other.backend.addr, busy);
     }
 
     #[test]
@@ -289,13 +321,13 @@ mod tests {
         let site = table.site("demo.example.com").expect("site");
         site.connect_failed(backend(1, "web.1").addr);
         for _ in 0..4 {
-            assert_eq!(site.pick(None).expect("backend").0.dyno, "web.2");
+            assert_eq!(site.pick(None).expect("backend").backend.dyno, "web.2");
         }
 
         site.connect_failed(backend(2, "web.2").addr);
         assert!(site.pick(None).is_some(), "all failed: still try one");
-        let (only, _, _) = site.pick(Some(backend(1, "web.1").addr)).expect("backend");
-        assert_eq!(only.dyno, "web.2");
+        let only = site.pick(Some(backend(1, "web.1").addr)).expect("backend");
+        assert_eq!(only.backend.dyno, "web.2");
     }
 
     #[test]
@@ -306,12 +338,9 @@ mod tests {
             &mut counters,
             &new_client,
         );
-        let (kept, held, _) = old
-            .site("demo.example.com")
-            .expect("site")
-            .pick(None)
-            .expect("backend");
-        let addr = kept.addr;
+        let site = old.site("demo.example.com").expect("site");
+        let held = site.pick(None).expect("backend").in_flight;
+        let addr = backend(1, "web.1").addr;
 
         let same = RouteTable::build(
             &snapshot(vec![backend(1, "web.1")]),

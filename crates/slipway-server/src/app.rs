@@ -6,16 +6,17 @@ use std::sync::Arc;
 use slipway_builder::Builder;
 use slipway_git::Repos;
 use slipway_store::{App, NewRelease, Release, Store};
-use slipway_types::api::AppInfo;
+use slipway_types::api::{AppInfo, AuditOutcome};
 use slipway_types::{AppName, Bump, ConfigVars, next_version};
 
 use crate::addons::Addons;
-use crate::auth::{Caller, TokenSigner};
+use crate::auth::{Caller, TokenSigner, refusal};
 use crate::certs::Certs;
 use crate::config::ServerConfig;
 use crate::deployer::Deployer;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::logs::LogHub;
+use crate::passwords::LoginLimits;
 use crate::push::BuildQueue;
 use crate::runs::Runs;
 
@@ -34,6 +35,8 @@ pub struct Platform {
     pub addons: Addons,
     /// Custom domains, the built-in DNS server's records and certificates.
     pub certs: Certs,
+    pub logins: LoginLimits,
+    pub started: std::time::Instant,
 }
 
 #[derive(Clone)]
@@ -48,13 +51,14 @@ impl Deref for AppState {
 }
 
 impl Platform {
-    /// The app named in a URL, if it exists and the caller may see it. Apps the caller cannot
-    /// access look the same as missing ones.
+    /// The app named in a URL, if it exists and the caller may use it: its owner, a
+    /// collaborator or an admin. Apps the caller cannot use look the same as missing ones.
+    /// The authorization layer calls this for every app route before the handler runs.
     pub async fn app_for(&self, caller: &Caller, name: &str) -> ApiResult<App> {
-        let not_found = || ApiError::not_found(format!("app `{name}` not found"));
+        let not_found = || refusal::app_not_found(name);
         let name: AppName = name.parse().map_err(|_| not_found())?;
         let app = self.store.app(&name).await?.ok_or_else(not_found)?;
-        if caller.can_access(&app) {
+        if caller.owns(&app) || self.store.is_collaborator(app.id, caller.user.id).await? {
             Ok(app)
         } else {
             Err(not_found())
@@ -104,17 +108,26 @@ impl Platform {
         Ok(release)
     }
 
+    /// Records what a handler did, by name (`config.set`). The authorization layer records
+    /// calls whose handler did not, and every refusal.
     pub async fn audit(&self, caller: &Caller, action: &str, target: &str, detail: Option<&str>) {
+        crate::router::mark_audited();
         let source_ip = caller.source_ip.map(|ip| ip.to_string());
-        let event = slipway_store::NewAuditEvent {
+        self.record(slipway_store::NewAuditEvent {
             actor: &caller.user.email,
             action,
             target,
             source_ip: source_ip.as_deref(),
             detail,
-        };
+            outcome: AuditOutcome::Ok,
+        })
+        .await;
+    }
+
+    /// Writes an audit event; a store failure is logged, never passed on.
+    pub async fn record(&self, event: slipway_store::NewAuditEvent<'_>) {
         if let Err(error) = self.store.audit(event).await {
-            tracing::error!(%error, action, target, "writing the audit log failed");
+            tracing::error!(%error, action = event.action, target = event.target, "writing the audit log failed");
         }
     }
 }

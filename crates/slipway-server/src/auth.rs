@@ -19,8 +19,80 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::error::ApiError;
 
-const INVALID_TOKEN: &str =
-    "missing, invalid, expired or revoked token: log in with `slipway login --token …`";
+/// Every way a token can be refused, each with its own error code so clients can react (log
+/// in again, ask for another scope) and the message says what to do.
+pub(crate) mod refusal {
+    use axum::http::StatusCode;
+
+    use crate::error::ApiError;
+
+    pub fn missing() -> ApiError {
+        ApiError::with_code(
+            StatusCode::UNAUTHORIZED,
+            "token_missing",
+            "no API token: log in with `slipway login`, or send `Authorization: Bearer <token>`",
+        )
+    }
+
+    pub fn invalid() -> ApiError {
+        ApiError::with_code(
+            StatusCode::UNAUTHORIZED,
+            "token_invalid",
+            "the API token is malformed or was not issued by this server: log in again with `slipway login`",
+        )
+    }
+
+    pub fn expired() -> ApiError {
+        ApiError::with_code(
+            StatusCode::UNAUTHORIZED,
+            "token_expired",
+            "the API token has expired: log in again or create a new one with `slipway tokens:create`",
+        )
+    }
+
+    pub fn revoked() -> ApiError {
+        ApiError::with_code(
+            StatusCode::UNAUTHORIZED,
+            "token_revoked",
+            "the API token was revoked: log in again with `slipway login`",
+        )
+    }
+
+    pub fn scope(needed: &str, has: &str) -> ApiError {
+        ApiError::with_code(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!(
+                "this token has scope `{has}` and this call needs `{needed}`: use a token with scope `{needed}` (`slipway tokens:create --scope {needed}`)"
+            ),
+        )
+    }
+
+    pub fn admin_only() -> ApiError {
+        ApiError::with_code(
+            StatusCode::FORBIDDEN,
+            "admin_only",
+            "only admins may do this: ask an operator",
+        )
+    }
+
+    pub fn owner_only(app: &str) -> ApiError {
+        ApiError::with_code(
+            StatusCode::FORBIDDEN,
+            "owner_only",
+            format!("only the owner of app `{app}` or an admin may do this"),
+        )
+    }
+
+    /// The same answer for an app that does not exist and one the caller may not see.
+    pub fn app_not_found(app: &str) -> ApiError {
+        ApiError::with_code(
+            StatusCode::NOT_FOUND,
+            "app_not_found",
+            format!("app `{app}` not found: `slipway apps` lists yours"),
+        )
+    }
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -130,64 +202,85 @@ pub struct Caller {
     pub scope: TokenScope,
     /// Where the request came from, for the audit log.
     pub source_ip: Option<IpAddr>,
+    /// The token the request came with; `None` for SSH pushes, authenticated by key.
+    pub token_id: Option<Uuid>,
 }
 
 impl Caller {
     pub fn require_write(&self) -> Result<(), ApiError> {
-        match self.scope {
-            TokenScope::Write | TokenScope::Admin => Ok(()),
-            TokenScope::Read => Err(ApiError::forbidden(
-                "this token has scope `read`: use a token with scope `write` to change things",
-            )),
+        self.require_scope(TokenScope::Write)
+    }
+
+    pub fn require_scope(&self, needed: TokenScope) -> Result<(), ApiError> {
+        if self.scope >= needed {
+            Ok(())
+        } else {
+            Err(refusal::scope(needed.as_str(), self.scope.as_str()))
         }
     }
 
-    pub fn can_access(&self, app: &App) -> bool {
+    pub fn is_admin(&self) -> bool {
+        self.user.role == Role::Admin && self.scope == TokenScope::Admin
+    }
+
+    /// Owners and admins (whatever their token's scope: scope is checked separately).
+    pub fn owns(&self, app: &App) -> bool {
         self.user.role == Role::Admin || app.owner == self.user.id
     }
 }
 
 /// Checks a raw token and returns its caller.
 pub async fn authenticate(state: &AppState, raw: &str) -> Result<Caller, ApiError> {
-    let claims = state
-        .signer
-        .verify(raw)
-        .ok_or_else(|| ApiError::unauthorized(INVALID_TOKEN))?;
+    let claims = state.signer.verify(raw).ok_or_else(refusal::invalid)?;
     let record = state
         .store
         .token(claims.jti)
         .await?
-        .ok_or_else(|| ApiError::unauthorized(INVALID_TOKEN))?;
-    let now = OffsetDateTime::now_utc();
-    let usable = record.revoked_at.is_none()
-        && record.expires_at.is_none_or(|at| at > now)
-        && record.user_id == claims.sub;
-    if !usable {
-        return Err(ApiError::unauthorized(INVALID_TOKEN));
+        .filter(|record| record.user_id == claims.sub)
+        .ok_or_else(refusal::revoked)?;
+    if record.revoked_at.is_some() {
+        return Err(refusal::revoked());
+    }
+    if record
+        .expires_at
+        .is_some_and(|at| at <= OffsetDateTime::now_utc())
+    {
+        return Err(refusal::expired());
     }
     let user = state
         .store
         .user(record.user_id)
         .await?
-        .ok_or_else(|| ApiError::unauthorized(INVALID_TOKEN))?;
+        .ok_or_else(refusal::revoked)?;
     Ok(Caller {
         user,
         scope: record.scope,
         source_ip: None,
+        token_id: Some(record.id),
     })
 }
 
+/// The bearer token of a request, if it sent one.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// The caller the authorization layer found (`router::authorize`); handlers of public routes
+/// that take a `Caller` authenticate here instead.
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let raw = parts
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or_else(|| ApiError::unauthorized(INVALID_TOKEN))?;
-        let mut caller = authenticate(state, raw.trim()).await?;
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
+        let raw = bearer(parts).ok_or_else(refusal::missing)?;
+        let mut caller = authenticate(state, raw).await?;
         caller.source_ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()

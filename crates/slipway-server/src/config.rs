@@ -29,6 +29,9 @@ pub struct ServerArgs {
     /// Router, TLS with SNI [default: 0.0.0.0:443]
     #[arg(long, env = "SLIPWAY_HTTPS_LISTEN")]
     pub https_listen: Option<SocketAddr>,
+    /// Git over SSH, `ssh://git@host:PORT/<app>.git` [default: 0.0.0.0:2222]
+    #[arg(long, env = "SLIPWAY_SSH_LISTEN")]
+    pub ssh_listen: Option<SocketAddr>,
     /// Every app answers at <app>.<apps-domain> [default: localhost]
     #[arg(long, env = "SLIPWAY_APPS_DOMAIN")]
     pub apps_domain: Option<String>,
@@ -94,6 +97,7 @@ struct FileConfig {
     api_listen: Option<SocketAddr>,
     http_listen: Option<SocketAddr>,
     https_listen: Option<SocketAddr>,
+    ssh_listen: Option<SocketAddr>,
     apps_domain: Option<String>,
     runtime: Option<String>,
     stack_image: Option<String>,
@@ -122,6 +126,7 @@ pub struct ServerConfig {
     pub api_listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub https_listen: SocketAddr,
+    pub ssh_listen: SocketAddr,
     pub apps_domain: String,
     pub stack_image: String,
     pub build_ca_bundle: Option<PathBuf>,
@@ -279,6 +284,10 @@ impl ServerArgs {
                 .https_listen
                 .or(file.https_listen)
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 443))),
+            ssh_listen: self
+                .ssh_listen
+                .or(file.ssh_listen)
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 2222))),
             apps_domain,
             acme,
             dns_listen: self.dns_listen.or(file.dns_listen),
@@ -431,7 +440,7 @@ fn validate_domain(setting: &'static str, domain: String) -> Result<String, Conf
 }
 
 /// A database URL without its password, for messages.
-fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             format!("{}://…@{}", &url[..scheme_end], &url[at + 1..])
@@ -451,6 +460,7 @@ mod tests {
         assert!(config.database_url.ends_with(".slipway/slipway.db"));
         assert_eq!(config.api_listen.to_string(), "127.0.0.1:7070");
         assert_eq!(config.http_listen.to_string(), "0.0.0.0:80");
+        assert_eq!(config.ssh_listen.to_string(), "0.0.0.0:2222");
         assert_eq!(config.apps_domain, "localhost");
         assert_eq!(config.stack_image, "slipway/stack:trixie");
         assert_eq!(config.app_url("hello"), "http://hello.localhost");

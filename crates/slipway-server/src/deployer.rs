@@ -71,6 +71,8 @@ pub struct Deployer {
     sites: Mutex<BTreeMap<AppName, Vec<Backend>>>,
     /// Custom domains per app, routed beside `<app>.<apps-domain>`.
     custom_hosts: Mutex<BTreeMap<AppName, Vec<String>>>,
+    /// Apps whose requests get the maintenance page.
+    maintenance: Mutex<std::collections::BTreeSet<AppName>>,
     /// Crash restarts by slot (`app/web.1`): attempts so far and when the next may happen.
     restarts: Mutex<HashMap<String, (u32, Instant)>>,
 }
@@ -97,8 +99,13 @@ impl Deployer {
             locks: Mutex::default(),
             sites: Mutex::default(),
             custom_hosts: Mutex::default(),
+            maintenance: Mutex::default(),
             restarts: Mutex::default(),
         })
+    }
+
+    pub fn engine(&self) -> &Arc<dyn ContainerEngine> {
+        &self.engine
     }
 
     /// Labels of everything this installation runs for an app.
@@ -123,6 +130,28 @@ impl Deployer {
             filter.push((labels::ROLE, role));
         }
         self.engine.list_containers(&filter).await
+    }
+
+    /// How many process containers of the app are running, and the memory their formation
+    /// reserves (limits × scale).
+    pub async fn usage(&self, app: &App) -> anyhow::Result<(u32, u64)> {
+        let running = self
+            .app_containers(&app.name, Some("process"))
+            .await?
+            .iter()
+            .filter(|container| container.running)
+            .count();
+        let memory: i64 = self
+            .store
+            .formation(app.id)
+            .await?
+            .iter()
+            .map(|entry| i64::from(entry.quantity) * entry.memory_bytes.unwrap_or(DEFAULT_MEMORY))
+            .sum();
+        Ok((
+            u32::try_from(running).unwrap_or(u32::MAX),
+            u64::try_from(memory).unwrap_or_default(),
+        ))
     }
 
     /// The container that runs process `<process>.<index>` of a release. Names carry a
@@ -496,6 +525,12 @@ impl Deployer {
     }
 
     /// Replaces every app's custom domains in the route table.
+    /// Replaces the set of apps in maintenance mode in the route table.
+    pub fn set_maintenance(&self, apps: impl IntoIterator<Item = AppName>) {
+        *self.maintenance.lock().unwrap_or_else(|e| e.into_inner()) = apps.into_iter().collect();
+        self.update_sites(|_| {});
+    }
+
     pub fn set_custom_hosts(&self, hosts: BTreeMap<AppName, Vec<String>>) {
         *self.custom_hosts.lock().unwrap_or_else(|e| e.into_inner()) = hosts;
         self.update_sites(|_| {});
@@ -509,6 +544,7 @@ impl Deployer {
 
     fn snapshot(&self, sites: &BTreeMap<AppName, Vec<Backend>>) -> RouteSnapshot {
         let custom_hosts = self.custom_hosts.lock().unwrap_or_else(|e| e.into_inner());
+        let maintenance = self.maintenance.lock().unwrap_or_else(|e| e.into_inner());
         RouteSnapshot {
             sites: sites
                 .iter()
@@ -518,6 +554,7 @@ impl Deployer {
                         .chain(custom_hosts.get(app).into_iter().flatten().cloned())
                         .collect(),
                     backends: backends.clone(),
+                    maintenance: maintenance.contains(app),
                 })
                 .collect(),
         }

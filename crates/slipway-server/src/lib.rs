@@ -6,14 +6,18 @@ mod auth;
 mod certs;
 pub mod config;
 mod controllers;
+mod dashboard;
 mod deployer;
 mod error;
 mod extract;
+mod handover;
 mod logs;
 mod metrics;
+mod passwords;
 mod push;
 mod router;
 mod runs;
+mod ssh;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,7 +27,7 @@ use anyhow::Context;
 use slipway_addons::AddonImages;
 use slipway_builder::{Builder, BuilderConfig};
 use slipway_domains::check::DnsChecker;
-use slipway_domains::dns::{DnsConfig, DnsServer};
+use slipway_domains::dns::{DnsConfig, DnsServer, DnsSockets};
 use slipway_engine::{ContainerEngine, DockerEngine};
 use slipway_git::{HookListener, Repos};
 use slipway_router::{AccessLogSink, Router, RouterConfig};
@@ -34,6 +38,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{ServerArgs, ServerConfig};
+pub use handover::Predecessor;
 
 use crate::addons::{Addons, AddonsConfig};
 use crate::app::{AppState, Platform};
@@ -41,6 +46,7 @@ use crate::auth::{TokenSigner, instance_id, load_or_create_master_key, write_sec
 use crate::certs::Certs;
 use crate::deployer::{Deployer, DeployerConfig};
 use crate::logs::LogHub;
+use crate::passwords::LoginLimits;
 use crate::push::BuildQueue;
 use crate::runs::Runs;
 
@@ -52,14 +58,35 @@ pub struct Listeners {
     pub api: TcpListener,
     pub http: TcpListener,
     pub https: TcpListener,
+    /// Git over SSH.
+    pub ssh: TcpListener,
+    /// Bound when `--dns-listen` is set.
+    pub dns: Option<DnsSockets>,
+    /// The server these sockets were taken over from; it stops once `run` is ready to serve.
+    pub predecessor: Option<Predecessor>,
 }
 
 impl Listeners {
+    /// Takes the sockets over from a server running on the same data dir (a restart without
+    /// downtime), else binds them.
+    pub async fn open(config: &ServerConfig) -> anyhow::Result<Self> {
+        match handover::take_over(config).await? {
+            Some(listeners) => Ok(listeners),
+            None => Self::bind(config).await,
+        }
+    }
+
     pub async fn bind(config: &ServerConfig) -> anyhow::Result<Self> {
         Ok(Self {
             api: bind(config.api_listen, "--api-listen").await?,
             http: bind(config.http_listen, "--http-listen").await?,
             https: bind(config.https_listen, "--https-listen").await?,
+            ssh: bind(config.ssh_listen, "--ssh-listen").await?,
+            dns: match config.dns_listen {
+                Some(addr) => Some(DnsSockets::bind(addr).await?),
+                None => None,
+            },
+            predecessor: None,
         })
     }
 }
@@ -80,6 +107,9 @@ pub async fn run(
     config.api_listen = listeners.api.local_addr()?;
     config.http_listen = listeners.http.local_addr()?;
     config.https_listen = listeners.https.local_addr()?;
+    config.ssh_listen = listeners.ssh.local_addr()?;
+    config.dns_listen = listeners.dns.as_ref().map(DnsSockets::local_addr);
+    let handed = handover::Handed::of(&listeners)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir `{}`", config.data_dir.display()))?;
 
@@ -100,7 +130,10 @@ pub async fn run(
     }
     let signer = TokenSigner::from_master_key(&master_key);
     bootstrap_admin(&store, &signer, &config).await?;
-    recover_interrupted(&store).await?;
+    if listeners.predecessor.is_none() {
+        // With a predecessor, what is unfinished is its work in progress, not a crash's.
+        recover_interrupted(&store).await?;
+    }
 
     let logs_dir = config.data_dir.join("logs");
     let logs = LogHub::open(logs_dir.clone(), config.log_lines)
@@ -114,10 +147,10 @@ pub async fn run(
         })),
         ..RouterConfig::default()
     });
-    let dns = match config.dns_listen {
-        Some(addr) => Some(
-            DnsServer::start(
-                addr,
+    let dns = match listeners.dns {
+        Some(sockets) => Some(
+            DnsServer::serve(
+                sockets,
                 DnsConfig {
                     apps_domain: config.apps_domain.clone(),
                     extra_zones: config.dns_zones.clone(),
@@ -135,6 +168,7 @@ pub async fn run(
     };
     let certs = Certs::new(store.clone(), router.clone(), dns, checker, &config);
     let hook_socket = config.data_dir.join("hook.sock");
+    let ssh_host_key = ssh::load_or_create_host_key(&config.data_dir.join(ssh::HOST_KEY_FILE))?;
     let exe = std::env::current_exe().context("locating the slipway binary for the git hook")?;
     let platform = Arc::new(Platform {
         builder: Builder::new(
@@ -173,6 +207,8 @@ pub async fn run(
         logs,
         metrics: metrics::install()?,
         certs,
+        logins: LoginLimits::default(),
+        started: std::time::Instant::now(),
         store,
         signer,
         config,
@@ -181,26 +217,45 @@ pub async fn run(
     for app in platform.store.apps().await? {
         platform.deployer.set_backends(&app.name, Vec::new());
     }
+    platform
+        .deployer
+        .set_maintenance(platform.store.apps_in_maintenance().await?);
     platform.certs.sync(&platform).await?;
     platform.deployer.reconcile_all().await?;
     platform.runs.adopt().await?;
-    let hooks = HookListener::bind(&hook_socket)?;
+    let staged_hooks = handover::staged_hook_socket(&hook_socket, listeners.predecessor.is_some());
+    let hooks = HookListener::bind(&staged_hooks)?;
+    if let Some(predecessor) = listeners.predecessor
+        && !predecessor
+            .take_over(&staged_hooks, &hook_socket, &shutdown)
+            .await?
+    {
+        return Ok(());
+    }
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(push::serve_pushes(platform.clone(), hooks));
-    tasks.spawn(reconcile_loop(platform.clone(), shutdown.clone()));
-    tasks.spawn(addons::run(platform.clone(), shutdown.clone()));
-    tasks.spawn(certs::run_dns(platform.clone(), shutdown.clone()));
-    tasks.spawn(certs::run_orders(platform.clone(), shutdown.clone()));
+    let loops = handover::Loops::start(shutdown.clone(), {
+        let platform = platform.clone();
+        move |stop| background_loops(&platform, &stop)
+    });
+    tasks.spawn(handover::serve_successors(
+        handover::listen(&platform.config.data_dir)?,
+        handed,
+        loops.clone(),
+        shutdown.clone(),
+    ));
     let logs_shutdown = shutdown.clone();
     let logs = platform.logs.clone();
     tasks.spawn(async move {
         logs_shutdown.cancelled().await;
         logs.close();
     });
+    // The router's drains are awaited, not aborted, so a restart drops no request in flight.
+    let mut serving = tokio::task::JoinSet::new();
     let tls_shutdown = shutdown.clone();
     let tls_router = router.clone();
-    tasks.spawn(async move {
+    serving.spawn(async move {
         if let Err(error) = tls_router
             .serve_tls(listeners.https, tls_shutdown.cancelled_owned())
             .await
@@ -209,7 +264,7 @@ pub async fn run(
         }
     });
     let router_shutdown = shutdown.clone();
-    tasks.spawn(async move {
+    serving.spawn(async move {
         if let Err(error) = router
             .serve(listeners.http, router_shutdown.cancelled_owned())
             .await
@@ -217,10 +272,18 @@ pub async fn run(
             tracing::error!(%error, "router stopped");
         }
     });
+    serving.spawn(ssh::serve(
+        platform.clone(),
+        listeners.ssh,
+        ssh_host_key,
+        hook_socket.clone(),
+        shutdown.clone(),
+    ));
     tracing::info!(
         api = %platform.config.api_url(),
         router = %platform.config.http_listen,
         https = %platform.config.https_listen,
+        ssh = %platform.config.ssh_listen,
         dns = ?platform.config.dns_listen,
         apps_domain = %platform.config.apps_domain,
         "slipway is running"
@@ -233,6 +296,8 @@ pub async fn run(
     .with_graceful_shutdown(shutdown.clone().cancelled_owned())
     .await
     .context("serving the API")?;
+    while serving.join_next().await.is_some() {}
+    loops.stop().await;
     tasks.shutdown().await;
     platform.logs.flush().await;
     Ok(())
@@ -281,6 +346,20 @@ async fn recover_interrupted(store: &Store) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The loops that change containers, add-ons and certificates: one server at a time runs them
+/// (see `handover`).
+fn background_loops(
+    platform: &Arc<Platform>,
+    stop: &CancellationToken,
+) -> tokio::task::JoinSet<()> {
+    let mut loops = tokio::task::JoinSet::new();
+    loops.spawn(reconcile_loop(platform.clone(), stop.clone()));
+    loops.spawn(addons::run(platform.clone(), stop.clone()));
+    loops.spawn(certs::run_dns(platform.clone(), stop.clone()));
+    loops.spawn(certs::run_orders(platform.clone(), stop.clone()));
+    loops
 }
 
 async fn reconcile_loop(platform: Arc<Platform>, shutdown: CancellationToken) {

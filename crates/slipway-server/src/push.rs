@@ -31,7 +31,7 @@ impl BuildQueue {
         }
     }
 
-    fn app_lock(&self, app: &AppName) -> Arc<tokio::sync::Mutex<()>> {
+    pub fn app_lock(&self, app: &AppName) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.per_app.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(app.clone()).or_default().clone()
     }
@@ -63,6 +63,29 @@ async fn handle_push(platform: Arc<Platform>, push: Push) {
     if let Err(message) = &outcome {
         output.line(&format!(" !     {message}")).await;
     }
+    let refs: Vec<String> = output
+        .push
+        .updates
+        .iter()
+        .map(|update| format!("{} {}", update.refname, update.new))
+        .collect();
+    platform
+        .record(slipway_store::NewAuditEvent {
+            actor: &output.push.pusher,
+            action: "git.push",
+            target: output.push.app.as_str(),
+            source_ip: None,
+            detail: Some(&match &outcome {
+                Ok(()) => refs.join(", "),
+                Err(message) => format!("{}: {message}", refs.join(", ")),
+            }),
+            outcome: if outcome.is_ok() {
+                slipway_types::api::AuditOutcome::Ok
+            } else {
+                slipway_types::api::AuditOutcome::Failed
+            },
+        })
+        .await;
     output.flush().await;
     output.push.finish(outcome.is_ok()).await;
 }
@@ -261,7 +284,7 @@ async fn build_and_release(
         image: format!("slipway/{}:{version}", app.name),
         source_tar,
         config: config.clone(),
-        buildpacks: Vec::new(),
+        buildpacks: store.buildpacks(app.id).await.map_err(|e| e.to_string())?,
         labels: platform.deployer.app_labels(&app.name),
     };
     let build_started = std::time::Instant::now();
@@ -307,6 +330,7 @@ async fn build_and_release(
         target: app.name.as_str(),
         source_ip: None,
         detail: Some(&release.description),
+        outcome: slipway_types::api::AuditOutcome::Ok,
     };
     if let Err(error) = store.audit(event).await {
         tracing::error!(%error, "writing the audit log failed");

@@ -89,6 +89,45 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Whether the app is in maintenance mode. NotFound when the app is gone.
+    pub async fn maintenance(&self, app_id: Uuid) -> Result<bool> {
+        let row: Option<(bool,)> = sqlx::query_as("SELECT maintenance FROM apps WHERE id = ?")
+            .bind(app_id.hyphenated())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|(on,)| on)
+            .ok_or_else(|| StoreError::NotFound(format!("app `{app_id}` not found")))
+    }
+
+    pub async fn set_maintenance(&self, app_id: Uuid, on: bool) -> Result<()> {
+        let updated = sqlx::query("UPDATE apps SET maintenance = ? WHERE id = ?")
+            .bind(on)
+            .bind(app_id.hyphenated())
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("app `{app_id}` not found")));
+        }
+        Ok(())
+    }
+
+    /// Names of the apps in maintenance mode.
+    pub async fn apps_in_maintenance(&self) -> Result<Vec<AppName>> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT name FROM apps WHERE maintenance ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(name,)| {
+                name.parse().map_err(|_| {
+                    StoreError::Corrupt(format!("the store's `apps.name` holds `{name}`"))
+                })
+            })
+            .collect()
+    }
+}
+
 fn app_from_row(row: &SqliteRow) -> Result<App> {
     let cols = Cols::new("apps", row);
     Ok(App {

@@ -1,5 +1,7 @@
-//! The audit log: every mutating API call, who made it and from where. Append-only.
+//! The audit log: every mutating API call, push and login, who made it, from where and how it
+//! ended. Append-only.
 
+use slipway_types::api::AuditOutcome;
 use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -18,6 +20,16 @@ pub struct NewAuditEvent<'a> {
     pub target: &'a str,
     pub source_ip: Option<&'a str>,
     pub detail: Option<&'a str>,
+    pub outcome: AuditOutcome,
+}
+
+/// Which events `audit_events` returns: the latest `limit`, optionally of one actor and/or
+/// one target.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditFilter<'a> {
+    pub limit: i64,
+    pub actor: Option<&'a str>,
+    pub target: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,13 +41,15 @@ pub struct AuditEvent {
     pub target: String,
     pub source_ip: Option<String>,
     pub detail: Option<String>,
+    /// `None` for events written before outcomes were recorded.
+    pub outcome: Option<AuditOutcome>,
 }
 
 impl Store {
     pub async fn audit(&self, event: NewAuditEvent<'_>) -> Result<()> {
         sqlx::query(
-            "INSERT INTO audit_events (id, at, actor, action, target, source_ip, detail) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit_events (id, at, actor, action, target, source_ip, detail, outcome) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(Uuid::now_v7().hyphenated())
         .bind(micros(now()))
@@ -44,18 +58,22 @@ impl Store {
         .bind(event.target)
         .bind(event.source_ip)
         .bind(event.detail)
+        .bind(event.outcome.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// The latest `limit` events, newest first (none for a negative limit).
-    pub async fn audit_events(&self, limit: i64) -> Result<Vec<AuditEvent>> {
+    /// The latest events that match, newest first (none for a negative limit).
+    pub async fn audit_events(&self, filter: AuditFilter<'_>) -> Result<Vec<AuditEvent>> {
         sqlx::query(
-            "SELECT id, at, actor, action, target, source_ip, detail FROM audit_events \
-             ORDER BY at DESC, id DESC LIMIT ?",
+            "SELECT id, at, actor, action, target, source_ip, detail, outcome FROM audit_events \
+             WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR target = ?2) \
+             ORDER BY at DESC, id DESC LIMIT ?3",
         )
-        .bind(limit.max(0))
+        .bind(filter.actor)
+        .bind(filter.target)
+        .bind(filter.limit.max(0))
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -74,5 +92,6 @@ fn audit_from_row(row: &SqliteRow) -> Result<AuditEvent> {
         target: cols.text("target")?,
         source_ip: cols.opt_text("source_ip")?,
         detail: cols.opt_text("detail")?,
+        outcome: cols.opt_parse("outcome", AuditOutcome::parse)?,
     })
 }

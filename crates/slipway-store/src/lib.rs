@@ -3,6 +3,7 @@
 mod addons;
 mod apps;
 mod audit;
+mod buildpacks;
 mod builds;
 mod codec;
 mod config;
@@ -11,6 +12,7 @@ mod error;
 mod formation;
 mod releases;
 pub mod seal;
+mod ssh_keys;
 mod users;
 
 use std::path::Path;
@@ -24,12 +26,13 @@ use sqlx::sqlite::{
 
 pub use addons::{Addon, Backup, BackupOutcome, NewAddon};
 pub use apps::App;
-pub use audit::{AuditEvent, NewAuditEvent};
+pub use audit::{AuditEvent, AuditFilter, NewAuditEvent};
 pub use builds::Build;
 pub use domains::{CertFacts, CertPair, Certificate, Domain, IssuedCert};
 pub use error::{Result, StoreError};
 pub use formation::FormationEntry;
 pub use releases::{NewRelease, Release};
+pub use ssh_keys::{NewSshKey, SshKey};
 pub use users::{Role, TokenRecord, TokenScope, User};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");

@@ -235,6 +235,154 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Stores an argon2id PHC string as the user's password.
+    pub async fn set_password_hash(&self, user_id: Uuid, hash: &str) -> Result<()> {
+        let updated = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(hash)
+            .bind(user_id.hyphenated())
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("user `{user_id}` not found")));
+        }
+        Ok(())
+    }
+
+    /// The user with that email and their password hash, if they have a password.
+    pub async fn user_with_password(&self, email: &str) -> Result<Option<(User, Option<String>)>> {
+        let Some(row) = sqlx::query(
+            "SELECT id, email, role, created_at, password_hash FROM users WHERE email = ?",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let user = user_from_row(&row)?;
+        let hash = Cols::new("users", &row).opt_text("password_hash")?;
+        Ok(Some((user, hash)))
+    }
+
+    /// Removes a user with their tokens and collaborations. Conflict when they are the last
+    /// admin, or still own apps (named, so they can be handed over or destroyed first).
+    pub async fn remove_user(&self, user_id: Uuid) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query("SELECT id, email, role, created_at FROM users WHERE id = ?")
+            .bind(user_id.hyphenated())
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Err(StoreError::NotFound(format!("user `{user_id}` not found")));
+        };
+        let user = user_from_row(&row)?;
+        if user.role == Role::Admin {
+            let (admins,): (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM users WHERE role = 'admin'")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if admins <= 1 {
+                return Err(StoreError::Conflict(format!(
+                    "`{}` is the last admin: create another admin first",
+                    user.email
+                )));
+            }
+        }
+        let owned: Vec<(String,)> =
+            sqlx::query_as("SELECT name FROM apps WHERE owner_id = ? ORDER BY name")
+                .bind(user_id.hyphenated())
+                .fetch_all(&mut *tx)
+                .await?;
+        if !owned.is_empty() {
+            let names: Vec<String> = owned.into_iter().map(|(name,)| name).collect();
+            return Err(StoreError::Conflict(format!(
+                "`{}` still owns {}: destroy those apps first",
+                user.email,
+                names.join(", ")
+            )));
+        }
+        sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(user_id.hyphenated())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that a token was used from `address`; true the first time.
+    pub async fn note_token_address(&self, token_id: Uuid, address: &str) -> Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO token_addresses (token_id, address, first_seen) VALUES (?, ?, ?)              ON CONFLICT (token_id, address) DO NOTHING",
+        )
+        .bind(token_id.hyphenated())
+        .bind(address)
+        .bind(micros(now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    /// Collaborators of an app, by email.
+    pub async fn collaborators(&self, app_id: Uuid) -> Result<Vec<User>> {
+        sqlx::query(
+            "SELECT u.id, u.email, u.role, u.created_at FROM collaborators c              JOIN users u ON u.id = c.user_id WHERE c.app_id = ? ORDER BY u.email",
+        )
+        .bind(app_id.hyphenated())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(user_from_row)
+        .collect()
+    }
+
+    pub async fn is_collaborator(&self, app_id: Uuid, user_id: Uuid) -> Result<bool> {
+        let found: Option<(i64,)> =
+            sqlx::query_as("SELECT 1 FROM collaborators WHERE app_id = ? AND user_id = ?")
+                .bind(app_id.hyphenated())
+                .bind(user_id.hyphenated())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    /// Conflict when they already collaborate.
+    pub async fn add_collaborator(&self, app_id: Uuid, user_id: Uuid) -> Result<()> {
+        let inserted =
+            sqlx::query("INSERT INTO collaborators (app_id, user_id, created_at) VALUES (?, ?, ?)")
+                .bind(app_id.hyphenated())
+                .bind(user_id.hyphenated())
+                .bind(micros(now()))
+                .execute(&self.pool)
+                .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(err) => Err(match violation(&err) {
+                Some(ErrorKind::UniqueViolation) => {
+                    StoreError::Conflict("already a collaborator".to_owned())
+                }
+                Some(ErrorKind::ForeignKeyViolation) => {
+                    StoreError::NotFound("no such app or user".to_owned())
+                }
+                _ => err.into(),
+            }),
+        }
+    }
+
+    /// NotFound when they were not a collaborator.
+    pub async fn remove_collaborator(&self, app_id: Uuid, user_id: Uuid) -> Result<()> {
+        let deleted = sqlx::query("DELETE FROM collaborators WHERE app_id = ? AND user_id = ?")
+            .bind(app_id.hyphenated())
+            .bind(user_id.hyphenated())
+            .execute(&self.pool)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound("not a collaborator".to_owned()));
+        }
+        Ok(())
+    }
+}
+
 fn user_from_row(row: &SqliteRow) -> Result<User> {
     let cols = Cols::new("users", row);
     Ok(User {

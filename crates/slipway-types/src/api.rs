@@ -801,3 +801,260 @@ impl fmt::Debug for AddCert {
             .finish()
     }
 }
+
+/// How an audited action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOutcome {
+    Ok,
+    /// Refused: no or a bad token, no access, a failed login, a rate limit.
+    Denied,
+    /// Allowed, and went wrong.
+    Failed,
+}
+
+impl AuditOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Ok => "ok",
+            AuditOutcome::Denied => "denied",
+            AuditOutcome::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [AuditOutcome::Ok, AuditOutcome::Denied, AuditOutcome::Failed]
+            .into_iter()
+            .find(|outcome| outcome.as_str() == s)
+    }
+}
+
+/// `POST /v1/login`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+/// Keeps the password out of logs.
+impl fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("email", &self.email)
+            .field("password", &format_args!("<redacted>"))
+            .finish()
+    }
+}
+
+/// A new token, shown once: `POST /v1/login` and `POST /v1/tokens`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedToken {
+    pub token: String,
+    #[serde(flatten)]
+    pub info: TokenInfo,
+}
+
+impl fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &format_args!("<redacted>"))
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+/// A token as listed: never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: Uuid,
+    /// `read`, `write` or `admin`.
+    pub scope: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// `POST /v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateToken {
+    /// `read`, `write` or `admin`; at most the scope of the token making the call.
+    pub scope: String,
+    /// Lifetime like `30d`, `12h` or `90m`; none for a token that does not expire.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+}
+
+/// `POST /v1/apps/{app}/collaborators`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddCollaborator {
+    pub email: String,
+}
+
+/// One user who may use an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollaboratorInfo {
+    pub email: String,
+    /// `owner` or `collaborator`.
+    pub role: String,
+}
+
+/// A user, as admins see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub email: String,
+    /// `admin` or `member`.
+    pub role: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// `POST /v1/admin/users`. Without a password the server makes one and returns it once.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateUser {
+    pub email: String,
+    /// `admin` or `member` (the default).
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for CreateUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateUser")
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Answer to creating a user: the password, when the server made it (shown once).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedUser {
+    pub user: UserInfo,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for CreatedUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatedUser")
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// One app as admins see it: `GET /v1/admin/apps`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminAppInfo {
+    pub name: String,
+    pub owner: String,
+    pub current_release: Option<String>,
+    /// Process containers running now.
+    pub containers: u32,
+    /// Memory reserved by its processes (limits × scale), bytes.
+    pub memory_bytes: u64,
+    pub addons: u32,
+    pub domains: u32,
+}
+
+/// One audit event: `GET /v1/admin/audit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub source_ip: Option<String>,
+    pub detail: Option<String>,
+    pub outcome: Option<AuditOutcome>,
+}
+
+/// `GET /v1/admin/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformStatus {
+    pub version: String,
+    pub uptime_seconds: u64,
+    /// The Docker engine's version, or why it did not answer.
+    pub docker: String,
+    pub disk: DiskUse,
+    pub apps: u32,
+    pub users: u32,
+    pub certificates: Vec<CertExpiry>,
+    /// Releases that failed in the last 24 hours.
+    pub failed_releases: Vec<FailedRelease>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskUse {
+    /// The sizes of the engine's images, each counting the layers it shares with others.
+    pub images_bytes: u64,
+    /// `None` when the engine does not say.
+    pub volumes_bytes: Option<u64>,
+    pub data_dir_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertExpiry {
+    pub domain: String,
+    pub status: CertStatus,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub not_after: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedRelease {
+    pub app: String,
+    pub version: String,
+    pub description: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// `POST /v1/keys`: a public key as one line of an OpenSSH `.pub` file
+/// (`ssh-ed25519 AAAA… comment`). A plain string, so the server can say what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddSshKey {
+    pub public_key: String,
+    /// What to call the key [default: its comment].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// One of the caller's SSH keys, which authenticate `git push` over SSH.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshKeyInfo {
+    pub id: Uuid,
+    pub name: String,
+    /// The OpenSSH key type, like `ssh-ed25519`.
+    pub algorithm: String,
+    /// `SHA256:<base64>`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    /// `<algorithm> <base64>`, without a comment.
+    pub public_key: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+/// `GET` and `PUT /v1/apps/{app}/buildpacks`: the buildpacks the app's pushes run, in order;
+/// each a built-in name (`python`, `nodejs`, `static`, `procfile`) or a git URL with an
+/// optional `#ref`. Empty: the app's `BUILDPACK_URL`, `.buildpacks`, Dockerfile, or
+/// detection decide.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Buildpacks {
+    pub buildpacks: Vec<String>,
+}
+
+/// `GET`/`PUT /v1/apps/{app}/maintenance`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Maintenance {
+    pub enabled: bool,
+}

@@ -27,6 +27,10 @@ pub struct SiteRoutes {
     /// Lowercase hostnames without port: `<app>.<apps-domain>` and custom domains.
     pub hosts: Vec<String>,
     pub backends: Vec<Backend>,
+    /// The router answers every request with a 503 maintenance page instead of reaching the
+    /// backends, which keep running.
+    #[serde(default)]
+    pub maintenance: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

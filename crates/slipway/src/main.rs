@@ -27,6 +27,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the platform: API, git receiver, builder, deployer and router
+    ///
+    /// Started beside a running server with the same data dir, it takes that server's sockets
+    /// over and the old one drains and exits: a restart or an upgrade without downtime, the
+    /// apps running throughout.
     Server(Box<ServerArgs>),
     /// Build the stack image and the Postgres and Redis add-on images that are missing, from the
     /// machine's Debian mirror (needs root and debootstrap)
@@ -84,7 +88,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Server(args) => {
             init_tracing();
             let config = args.resolve()?;
-            let listeners = Listeners::bind(&config).await?;
+            let listeners = Listeners::open(&config).await?;
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
             slipway_server::run(config, listeners, shutdown).await?;

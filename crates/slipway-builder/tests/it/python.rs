@@ -355,3 +355,63 @@ async fn a_pyproject_without_requirements_is_installed_with_pip() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_pyproject_with_a_uv_lock_is_synced_with_uv() {
+    Fixture::run("uv", |fixture| async move {
+        let pyproject = "[project]\nname = \"uv-fixture\"\nversion = \"0.1.0\"\nrequires-python = \">=3.13\"\ndependencies = [\"six==1.17.0\"]\n";
+        let lock = r#"version = 1
+revision = 5
+requires-python = ">=3.13"
+
+[[package]]
+name = "six"
+version = "1.17.0"
+source = { registry = "https://pypi.org/simple" }
+sdist = { url = "https://files.pythonhosted.org/packages/94/e7/b2c673351809dca68a0e064b6af791aa332cf192da575fd474ed7d6f16a2/six-1.17.0.tar.gz", hash = "sha256:ff70335d468e7eb6ec65b95b99d3a2836546063f63acc5171de367e834932a81", size = 34031, upload-time = "2024-12-04T17:35:28.174Z" }
+wheels = [
+    { url = "https://files.pythonhosted.org/packages/b7/ce/149a00dd41f10bc29e5921b496af8b574d8413afcd5e30dfa0ed46c2cc5e/six-1.17.0-py2.py3-none-any.whl", hash = "sha256:4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274", size = 11050, upload-time = "2024-12-04T17:35:26.475Z" },
+]
+
+[[package]]
+name = "uv-fixture"
+version = "0.1.0"
+source = { virtual = "." }
+dependencies = [
+    { name = "six" },
+]
+
+[package.metadata]
+requires-dist = [{ name = "six", specifier = "==1.17.0" }]
+"#;
+        let app = [
+            ("pyproject.toml", pyproject),
+            ("uv.lock", lock),
+            ("Procfile", "web: python3 -m http.server $PORT\n"),
+        ];
+        let (result, lines) = fixture.build("1.0.0", &app).await;
+        result.unwrap_or_else(|error| panic!("{error}: {lines:#?}"));
+        assert!(
+            lines.contains(&"-----> Installing dependencies with uv (uv.lock)".to_owned()),
+            "{lines:#?}"
+        );
+        let (code, output) = fixture
+            .run_to_end(ContainerSpec {
+                name: format!("{}-run-1", fixture.app),
+                image: fixture.image("1.0.0"),
+                cmd: launch_command("python -c 'import six, sys; print(sys.prefix, six.__version__)'"),
+                ..ContainerSpec::default()
+            })
+            .await;
+        assert_eq!((code, output.as_str()), (0, "/app/.venv 1.17.0\n"));
+
+        // Unchanged, the virtualenv comes back from the cache.
+        let (result, lines) = fixture.build("1.0.1", &app).await;
+        result.unwrap_or_else(|error| panic!("{error}: {lines:#?}"));
+        assert!(
+            lines.contains(&"-----> Restoring the virtualenv from the build cache".to_owned()),
+            "{lines:#?}"
+        );
+    })
+    .await;
+}

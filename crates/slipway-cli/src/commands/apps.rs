@@ -135,6 +135,31 @@ pub(crate) async fn git_remote(session: &mut Session<'_>, remote: &str) -> anyho
     session.print(&format!("{verb} git remote {remote} to {push_url}\n"))
 }
 
+/// Shows maintenance mode, or turns it on or off.
+pub(crate) async fn maintenance(
+    session: &mut Session<'_>,
+    set: Option<bool>,
+) -> anyhow::Result<()> {
+    let app = session.app().await?;
+    let client = session.client()?;
+    let state = match set {
+        Some(enabled) => client.set_maintenance(&app, enabled).await?,
+        None => client.maintenance(&app).await?,
+    };
+    if session.global.json {
+        return session.print_json(&state);
+    }
+    let text = match (set, state.enabled) {
+        (None, true) => format!("{app} is in maintenance mode\n"),
+        (None, false) => format!("{app} is not in maintenance mode\n"),
+        (Some(_), true) => format!(
+            "Maintenance mode is on for {app}: the router answers 503 with a maintenance page\n"
+        ),
+        (Some(_), false) => format!("Maintenance mode is off for {app}: it is served again\n"),
+    };
+    session.print(&text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,16 +7,28 @@ use crate::cli::Session;
 use crate::client::Client;
 use crate::login_file::LoginFile;
 use crate::netrc;
+use crate::token::Token;
 
 /// Checks the token against the server before storing anything, so a typo never replaces a
 /// working login.
-pub(crate) async fn login(session: &mut Session<'_>) -> anyhow::Result<()> {
+pub(crate) async fn login(
+    session: &mut Session<'_>,
+    password_login: Option<(String, Token)>,
+) -> anyhow::Result<()> {
     let url = session.server_url();
-    let token = session
-        .global
-        .token
-        .clone()
-        .ok_or_else(|| anyhow!("pass --token: email login is not available yet"))?;
+    let token = match password_login {
+        Some((email, password)) => {
+            let issued = Client::new(&url, None)?
+                .login(&email, password.expose())
+                .await?;
+            Token::from(issued.token)
+        }
+        None => session.global.token.clone().ok_or_else(|| {
+            anyhow!(
+                "pass --token, or --email with --password-stdin and the password on standard input"
+            )
+        })?,
+    };
     let host = host_of(&url)?;
     let me = Client::new(&url, Some(token.expose().to_owned()))?
         .whoami()
@@ -39,10 +51,20 @@ pub(crate) async fn login(session: &mut Session<'_>) -> anyhow::Result<()> {
     session.print(&format!("Logged in to {url} as {}\n", me.email))
 }
 
-pub(crate) fn logout(session: &mut Session<'_>) -> anyhow::Result<()> {
+/// Revokes the token on the server (a token that no longer works is fine), then forgets it.
+pub(crate) async fn logout(session: &mut Session<'_>) -> anyhow::Result<()> {
     let Some(login) = session.login.take() else {
         return session.print("Not logged in\n");
     };
+    let revoked = Client::new(&login.url, Some(login.token.expose().to_owned()))?
+        .logout()
+        .await;
+    if let Err(error) = revoked
+        && !error.is_unauthorized()
+    {
+        session.login = Some(login);
+        return Err(error.into());
+    }
     let env = session.env;
     netrc::forget(&env.netrc(), &host_of(&login.url)?)?;
     crate::files::remove_optional(&env.login_file())?;

@@ -83,10 +83,7 @@ async fn login_then_work_on_an_app_inferred_from_the_git_remote() {
     let sandbox = Sandbox::new();
 
     let printed = sandbox
-        .run(
-            with_url_and_token(&server, fake::TOKEN),
-            ClientCommand::Login,
-        )
+        .run(with_url_and_token(&server, fake::TOKEN), login())
         .await
         .unwrap();
     assert_eq!(printed, format!("Logged in to {} as admin\n", server.url));
@@ -207,7 +204,7 @@ async fn a_rejected_token_is_not_stored() {
     let server = FakeServer::start().await;
     let sandbox = Sandbox::new();
     let err = sandbox
-        .run(with_url_and_token(&server, "wrong"), ClientCommand::Login)
+        .run(with_url_and_token(&server, "wrong"), login())
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), "missing or invalid API token");
@@ -219,12 +216,12 @@ async fn a_rejected_token_is_not_stored() {
 async fn login_without_a_token_asks_for_one() {
     let sandbox = Sandbox::new();
     let err = sandbox
-        .run(GlobalOpts::default(), ClientCommand::Login)
+        .run(GlobalOpts::default(), login())
         .await
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "pass --token: email login is not available yet"
+        "pass --token, or --email with --password-stdin and the password on standard input"
     );
 }
 
@@ -311,4 +308,13 @@ async fn git_remote_points_a_named_remote_at_the_app() {
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), "app `absent` not found");
+}
+
+/// `login` with a token, no password.
+fn login() -> ClientCommand {
+    ClientCommand::Login {
+        email: None,
+        password_stdin: false,
+        password: None,
+    }
 }

@@ -72,6 +72,10 @@ impl FakeServer {
         };
         let api = Router::new()
             .route("/v1/whoami", get(whoami))
+            .route(
+                "/v1/logout",
+                axum::routing::post(|| async { StatusCode::NO_CONTENT }),
+            )
             .route("/v1/apps", get(list_apps).post(create_app))
             .route("/v1/apps/{app}", get(get_app).delete(destroy_app))
             .route("/v1/apps/{app}/config", get(get_config).patch(patch_config))

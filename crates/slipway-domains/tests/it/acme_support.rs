@@ -214,7 +214,21 @@ async fn answer(mut stream: TcpStream, answers: Answers) -> std::io::Result<()> 
 }
 
 /// A JSON POST to pebble-challtestsrv's plain-HTTP management API.
+/// `post_once`, tried up to three times: under load the management server now and then closes
+/// a connection without answering.
 async fn post(management: SocketAddr, path: &str, body: &str) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..3 {
+        match post_once(management, path, body).await {
+            Ok(()) => return Ok(()),
+            Err(error) => last = error,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Err(last)
+}
+
+async fn post_once(management: SocketAddr, path: &str, body: &str) -> Result<(), String> {
     let exchange = async {
         let mut stream = TcpStream::connect(management).await?;
         let request = format!(

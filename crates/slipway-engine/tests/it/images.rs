@@ -190,3 +190,82 @@ async fn commit_keeps_the_filesystem_and_applies_the_config() {
         Some("1.0.1")
     );
 }
+
+/// A tar build context of `files`.
+fn context(files: &[(&str, &str)]) -> bytes::Bytes {
+    let mut archive = tar::Builder::new(Vec::new());
+    for (path, content) in files {
+        let mut header = tar::Header::new_ustar();
+        header.set_mode(0o644);
+        header.set_size(content.len() as u64);
+        archive
+            .append_data(&mut header, path, content.as_bytes())
+            .expect("a context entry");
+    }
+    bytes::Bytes::from(archive.into_inner().expect("a context archive"))
+}
+
+#[tokio::test]
+async fn build_image_runs_the_dockerfile_against_a_local_base_and_streams_its_output() {
+    use futures_util::StreamExt;
+    let scratch = Scratch::new("build").await;
+    let base = scratch.busybox_image(&ImageConfig::default()).await;
+    let reference = format!("{}/built:1", scratch.name("img"));
+    scratch.track_image(&reference);
+    let dockerfile = format!(
+        "FROM {base}\nARG GREETING\nCOPY hello.txt /srv/hello.txt\nRUN echo built-by-$GREETING\nWORKDIR /srv\nEXPOSE 8080\nENV A=b\nCMD [\"cat\", \"hello.txt\"]\n"
+    );
+    let build = slipway_engine::ImageBuild {
+        reference: reference.clone(),
+        context: context(&[("Dockerfile", &dockerfile), ("hello.txt", "hi\n")]),
+        dockerfile: "Dockerfile".to_owned(),
+        build_args: BTreeMap::from([("GREETING".to_owned(), "arg".to_owned())]),
+        labels: BTreeMap::from([("slipway.test".to_owned(), "build".to_owned())]),
+        memory_bytes: Some(256 * 1024 * 1024),
+        nano_cpus: Some(1_000_000_000),
+    };
+    let mut output = String::new();
+    let mut stream = scratch.engine.build_image(build);
+    while let Some(item) = stream.next().await {
+        output.push_str(&item.unwrap_or_else(|error| panic!("{error}\n{output}")));
+    }
+    assert!(output.contains(": RUN echo built-by-$GREETING"), "{output}");
+    assert!(output.contains("built-by-arg"), "{output}");
+
+    let details = scratch
+        .engine
+        .inspect_image(&reference)
+        .await
+        .expect("inspects")
+        .expect("the built image exists");
+    assert_eq!(details.exposed_ports, ["8080/tcp"]);
+    assert_eq!(details.config.working_dir.as_deref(), Some("/srv"));
+    assert_eq!(details.config.cmd, ["cat", "hello.txt"]);
+    assert_eq!(details.config.env["A"], "b");
+    assert_eq!(details.config.labels["slipway.test"], "build");
+    assert!(
+        scratch
+            .engine
+            .inspect_image("slipway-it-no-such/image:1")
+            .await
+            .expect("inspects")
+            .is_none()
+    );
+
+    let failing = slipway_engine::ImageBuild {
+        reference: format!("{}/broken:1", scratch.name("img")),
+        context: context(&[("Dockerfile", &format!("FROM {base}\nRUN exit 3\n"))]),
+        dockerfile: "Dockerfile".to_owned(),
+        ..Default::default()
+    };
+    scratch.track_image(&failing.reference);
+    let items: Vec<_> = scratch.engine.build_image(failing).collect().await;
+    let error = items
+        .into_iter()
+        .find_map(Result::err)
+        .expect("a failing RUN fails the build");
+    assert!(
+        error.to_string().contains("returned a non-zero code: 3"),
+        "{error}"
+    );
+}

@@ -2,10 +2,14 @@
 //! received, a router on port 0, and clients speaking HTTP/1.1, HTTP/2, TLS and raw TCP.
 
 mod access_log;
+mod bad_input;
 mod balancing;
 mod failures;
 mod forwarding;
 mod lifecycle;
+mod limits;
+mod maintenance;
+mod metrics;
 mod pki;
 mod routing;
 mod streaming;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Channel, Empty, Full};
@@ -20,6 +21,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::Role;
 
 /// Every wait in these tests gives up after this long and fails the test.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -34,11 +37,16 @@ pub const PUBLIC_HTTPS_PORT: u16 = 8443;
 
 type UpstreamBody = BoxBody<Bytes, Infallible>;
 
+/// What `/gigabyte` sends: 1 GiB made of one static chunk, so the upstream allocates nothing.
+pub const GIGABYTE: usize = 1 << 30;
+static CHUNK: [u8; 64 * 1024] = [b'x'; 64 * 1024];
+
 /// A tiny app process. Every response carries `x-dyno`; paths:
 /// - `/slow` and the second half of `/stream` wait for [`Upstream::release`];
 /// - `/sleep` never answers in time;
 /// - `/upload` reports the first body chunk as soon as it arrives, then echoes the whole body;
-/// - `/ws` switches to an echo protocol;
+/// - `/ws` switches to an echo protocol, `/websocket` to a WebSocket echo;
+/// - `/gigabyte` streams 1 GiB;
 /// - anything else echoes the request line and headers as `name: value` lines.
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -150,6 +158,51 @@ async fn upstream_service(
             }
             Full::new(Bytes::from(received)).boxed()
         }
+        "/gigabyte" => {
+            let (mut tx, body) = Channel::<Bytes>::new(2);
+            tokio::spawn(async move {
+                for _ in 0..GIGABYTE / CHUNK.len() {
+                    if tx.send_data(Bytes::from_static(&CHUNK)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let response = Response::builder()
+                .header("content-length", GIGABYTE)
+                .body(body.boxed())
+                .expect("response");
+            return Ok(response);
+        }
+        "/websocket" => {
+            let key = req
+                .headers()
+                .get("sec-websocket-key")
+                .expect("websocket key")
+                .as_bytes();
+            let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key);
+            let upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                let Ok(upgraded) = upgrade.await else { return };
+                let mut socket =
+                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
+                        .await;
+                while let Some(Ok(message)) = socket.next().await {
+                    if (message.is_text() || message.is_binary())
+                        && socket.send(message).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+            let response = Response::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header("connection", "upgrade")
+                .header("upgrade", "websocket")
+                .header("sec-websocket-accept", accept)
+                .body(Empty::new().boxed())
+                .expect("101 response");
+            return Ok(response);
+        }
         "/ws" => {
             let upgrade = hyper::upgrade::on(&mut req);
             tokio::spawn(async move {
@@ -219,6 +272,7 @@ pub fn site(app: &str, hosts: &[&str], backends: Vec<Backend>) -> SiteRoutes {
         app: app.parse().expect("app name"),
         hosts: hosts.iter().map(|host| (*host).to_owned()).collect(),
         backends,
+        maintenance: false,
     }
 }
 
@@ -297,6 +351,26 @@ impl TestRouter {
             "{addr} has {} requests in flight, expected {expected}",
             self.router.in_flight(addr)
         );
+    }
+
+    /// Waits until the router has `expected` client connections open.
+    pub async fn wait_connections(&self, expected: usize) {
+        for _ in 0..500 {
+            if self.router.open_connections() == expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "router has {} connections open, expected {expected}",
+            self.router.open_connections()
+        );
+    }
+
+    /// Checks that nothing is left behind: no request in flight to `addr`, no open connection.
+    pub async fn wait_quiet(&self, addr: SocketAddr) {
+        self.wait_in_flight(addr, 0).await;
+        self.wait_connections(0).await;
     }
 
     pub async fn get(&self, host: &str, path: &str) -> Reply {
@@ -396,4 +470,39 @@ pub async fn read_reply(response: Response<Incoming>) -> Reply {
         headers: parts.headers,
         body: String::from_utf8(body.to_vec()).expect("utf-8 body"),
     }
+}
+
+/// Writes `request` on a new connection and returns everything the router sends back until it
+/// closes the connection (requests should say `Connection: close` unless the router will).
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect to router");
+    stream.write_all(request).await.expect("write request");
+    read_to_close(&mut stream).await
+}
+
+/// Reads until the peer closes (or resets) the connection, within [`PATIENCE`].
+pub async fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    let mut buf = [0; 8192];
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+            Err(_) => panic!(
+                "connection still open after {PATIENCE:?}; got {:?}",
+                String::from_utf8_lossy(&received)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+/// The status code of the first response in raw HTTP/1.x output.
+pub fn status_of(raw: &str) -> u16 {
+    raw.strip_prefix("HTTP/1.1 ")
+        .or_else(|| raw.strip_prefix("HTTP/1.0 "))
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP/1.x response: {raw:?}"))
 }

@@ -43,7 +43,6 @@ pub async fn create(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<CreateAddon>,
 ) -> ApiResult<(StatusCode, Json<AddonChanged>)> {
-    caller.require_write()?;
     let app = state.app_for(&caller, &name).await?;
     let kind: AddonKind = body
         .kind
@@ -135,7 +134,6 @@ pub async fn destroy(
     caller: Caller,
     Path((name, addon)): Path<(String, String)>,
 ) -> ApiResult<Json<AddonChanged>> {
-    caller.require_write()?;
     let app = state.app_for(&caller, &name).await?;
     let _guard = state.addons.lock(app.id, &addon).await;
     let addon = find(&state, &app, &addon).await?;
@@ -208,7 +206,6 @@ pub async fn capture(
     caller: Caller,
     Path((name, addon)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<BackupInfo>)> {
-    caller.require_write()?;
     let app = state.app_for(&caller, &name).await?;
     let _guard = state.addons.lock(app.id, &addon).await;
     let addon = find(&state, &app, &addon).await?;
@@ -231,7 +228,6 @@ pub async fn restore(
     caller: Caller,
     Path((name, addon, id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<RestoreInfo>> {
-    caller.require_write()?;
     let app = state.app_for(&caller, &name).await?;
     let _guard = state.addons.lock(app.id, &addon).await;
     let addon = find(&state, &app, &addon).await?;

@@ -25,7 +25,6 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreateApp>,
 ) -> ApiResult<(StatusCode, Json<AppInfo>)> {
-    caller.require_write()?;
     let name: AppName = body.name.parse()?;
     let app = state.store.create_app(&name, caller.user.id).await?;
     if let Err(error) = state.repos.ensure(&name).await {
@@ -55,7 +54,6 @@ pub async fn destroy(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require_write()?;
     let app = state.app_for(&caller, &name).await?;
     // Before the deploy lock: add-on changes take the add-on's lock first, then this one.
     crate::addons::destroy_all(&state, &app).await?;

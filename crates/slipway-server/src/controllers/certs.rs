@@ -43,7 +43,6 @@ pub async fn set_auto(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<CertsAuto>,
 ) -> ApiResult<Json<CertsAuto>> {
-    caller.require_write()?;
     let app = state.app_for(&caller, &name).await?;
     state.store.set_certs_auto(app.id, body.enabled).await?;
     let action = if body.enabled {
@@ -64,7 +63,6 @@ pub async fn create(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<AddCert>,
 ) -> ApiResult<(StatusCode, Json<Vec<CertInfo>>)> {
-    caller.require_write()?;
     let app = state.app_for(&caller, &name).await?;
     let info = check_pair(&body.chain_pem, &body.key_pem)
         .map_err(|error| ApiError::invalid(error.to_string()))?;

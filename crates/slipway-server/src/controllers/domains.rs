@@ -42,7 +42,6 @@ pub async fn create(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<AddDomain>,
 ) -> ApiResult<(StatusCode, Json<DomainInfo>)> {
-    caller.require_write()?;
     let app = state.app_for(&caller, &name).await?;
     let hostname: DomainName = body
         .hostname
@@ -89,7 +88,6 @@ pub async fn destroy(
     caller: Caller,
     Path((name, hostname)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    caller.require_write()?;
     let app = state.app_for(&caller, &name).await?;
     let domain = app_domain(&state, &app, &hostname).await?;
     state.store.remove_domain(app.id, &domain.hostname).await?;

@@ -63,7 +63,6 @@ pub async fn update(
     Path(name): Path<String>,
     ApiJson(patch): ApiJson<FormationPatch>,
 ) -> ApiResult<Json<FormationView>> {
-    caller.require_write()?;
     let app = state.app_for(&caller, &name).await?;
     if patch.updates.is_empty() {
         return Err(ApiError::invalid(
@@ -128,7 +127,6 @@ pub async fn restart(
     Path(name): Path<String>,
     ApiJson(request): ApiJson<RestartRequest>,
 ) -> ApiResult<Json<FormationView>> {
-    caller.require_write()?;
     let app = state.app_for(&caller, &name).await?;
     let process: Option<ProcessType> = request.process.as_deref().map(str::parse).transpose()?;
     let _deploying = state.deployer.lock(&app.name).await;

@@ -1,7 +1,9 @@
 //! Git smart HTTP at `/git/<app>.git`. HTTP Basic auth where the password is an API token
 //! (any user name), so `.netrc` written by `slipway login` makes a plain `git push` work.
 
-use axum::extract::{Path, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -51,10 +53,17 @@ pub async fn serve(
     let Some(token) = basic_password(&request) else {
         return challenge("authentication required: run `slipway login` (it writes ~/.netrc)");
     };
-    let caller = match authenticate(&state, &token).await {
+    let mut caller = match authenticate(&state, &token).await {
         Ok(caller) => caller,
-        Err(_) => return challenge("invalid token: run `slipway login` again"),
+        Err(error) => return challenge(error.message()),
     };
+    caller.source_ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    if let Some(ip) = caller.source_ip {
+        crate::router::note_address(&state, &caller, ip).await;
+    }
     let app = match state.app_for(&caller, name).await {
         Ok(app) => app,
         Err(_) => {
@@ -64,7 +73,13 @@ pub async fn serve(
             );
         }
     };
-    if caller.require_write().is_err() {
+    let pushing = rest.ends_with("git-receive-pack")
+        || request.uri().query().is_some_and(|query| {
+            query
+                .split('&')
+                .any(|pair| pair == "service=git-receive-pack")
+        });
+    if pushing && caller.require_write().is_err() {
         return text(
             StatusCode::FORBIDDEN,
             "this token has scope `read`: pushing needs a `write` token".to_owned(),

@@ -32,7 +32,6 @@ pub async fn create(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<CreateRun>,
 ) -> ApiResult<(StatusCode, Json<RunInfo>)> {
-    caller.require_write()?;
     let app = state.app_for(&caller, &name).await?;
     let request = run_request(&state, &app, body.command, None).await?;
     let info = state
@@ -55,7 +54,6 @@ pub async fn attach(
     query: Result<Query<AttachRun>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
-    caller.require_write()?;
     let app = state.app_for(&caller, &name).await?;
     let Query(query) = query.map_err(|rejection| {
         ApiError::bad_request(format!("invalid query: {}", rejection.body_text()))

@@ -1,5 +1,6 @@
-use slipway_store::{NewAuditEvent, StoreError};
+use slipway_store::{AuditFilter, NewAuditEvent, StoreError};
 use slipway_types::ProcessType;
+use slipway_types::api::AuditOutcome;
 use uuid::Uuid;
 
 use crate::{app, count, name, new_release, store, user, vars};
@@ -62,6 +63,7 @@ async fn deleting_an_app_removes_everything_it_owns_and_nothing_else() {
             target: "doomed",
             source_ip: None,
             detail: None,
+            outcome: AuditOutcome::Ok,
         })
         .await
         .unwrap();
@@ -100,11 +102,12 @@ async fn audit_events_come_newest_first_up_to_the_limit() {
                 target: "web-1",
                 source_ip: Some("127.0.0.1"),
                 detail: Some("{\"keys\":[\"A\"]}"),
+                outcome: AuditOutcome::Ok,
             })
             .await
             .unwrap();
     }
-    let events = store.audit_events(2).await.unwrap();
+    let events = store.audit_events(limit(2)).await.unwrap();
     let actions: Vec<_> = events.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["app.delete", "config.set"]);
     assert_eq!(events[0].actor, "dev@example.com");
@@ -112,6 +115,46 @@ async fn audit_events_come_newest_first_up_to_the_limit() {
     assert_eq!(events[0].source_ip.as_deref(), Some("127.0.0.1"));
     assert_eq!(events[0].detail.as_deref(), Some("{\"keys\":[\"A\"]}"));
     assert!(events[0].at >= events[1].at);
-    assert_eq!(store.audit_events(10).await.unwrap().len(), 3);
-    assert!(store.audit_events(-1).await.unwrap().is_empty());
+    assert_eq!(events[0].outcome, Some(AuditOutcome::Ok));
+    assert_eq!(store.audit_events(limit(10)).await.unwrap().len(), 3);
+    assert!(store.audit_events(limit(-1)).await.unwrap().is_empty());
+    let of_target = AuditFilter {
+        target: Some("other"),
+        ..limit(10)
+    };
+    assert!(store.audit_events(of_target).await.unwrap().is_empty());
+    let of_actor = AuditFilter {
+        actor: Some("dev@example.com"),
+        ..limit(10)
+    };
+    assert_eq!(store.audit_events(of_actor).await.unwrap().len(), 3);
+}
+
+fn limit(limit: i64) -> AuditFilter<'static> {
+    AuditFilter {
+        limit,
+        ..AuditFilter::default()
+    }
+}
+
+#[tokio::test]
+async fn maintenance_mode_switches_per_app() {
+    let (store, _dir) = store().await;
+    let web = app(&store, "web-1").await;
+    let other = app(&store, "web-2").await;
+    assert!(!store.maintenance(web.id).await.unwrap());
+    store.set_maintenance(web.id, true).await.unwrap();
+    assert!(store.maintenance(web.id).await.unwrap());
+    assert!(!store.maintenance(other.id).await.unwrap());
+    assert_eq!(
+        store.apps_in_maintenance().await.unwrap(),
+        vec![name("web-1")]
+    );
+    store.set_maintenance(web.id, false).await.unwrap();
+    assert!(store.apps_in_maintenance().await.unwrap().is_empty());
+    store.delete_app(other.id).await.unwrap();
+    assert!(matches!(
+        store.set_maintenance(other.id, true).await,
+        Err(StoreError::NotFound(_))
+    ));
 }

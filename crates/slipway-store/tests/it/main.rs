@@ -2,11 +2,13 @@
 
 mod addons;
 mod apps;
+mod buildpacks;
 mod builds;
 mod domains;
 mod formation;
 mod open;
 mod releases;
+mod ssh_keys;
 mod users;
 
 use std::collections::BTreeMap;

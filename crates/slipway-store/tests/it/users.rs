@@ -111,3 +111,107 @@ fn roles_and_scopes_round_trip_through_their_names() {
     assert_eq!(Role::parse("root"), None);
     assert!(TokenScope::Admin > TokenScope::Write && TokenScope::Write > TokenScope::Read);
 }
+
+#[tokio::test]
+async fn collaborators_are_added_listed_and_removed() {
+    let (store, _dir) = crate::store().await;
+    let app = crate::app(&store, "shared").await;
+    let friend = crate::user(&store, "friend@example.com").await;
+    assert!(!store.is_collaborator(app.id, friend.id).await.unwrap());
+    store.add_collaborator(app.id, friend.id).await.unwrap();
+    assert!(store.is_collaborator(app.id, friend.id).await.unwrap());
+    let again = store.add_collaborator(app.id, friend.id).await.unwrap_err();
+    assert!(
+        matches!(again, slipway_store::StoreError::Conflict(_)),
+        "{again:?}"
+    );
+    let listed = store.collaborators(app.id).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].email, "friend@example.com");
+    store.remove_collaborator(app.id, friend.id).await.unwrap();
+    assert!(store.collaborators(app.id).await.unwrap().is_empty());
+    let gone = store
+        .remove_collaborator(app.id, friend.id)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(gone, slipway_store::StoreError::NotFound(_)),
+        "{gone:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_last_admin_and_owners_of_apps_cannot_be_removed() {
+    let (store, _dir) = crate::store().await;
+    let admin = store
+        .create_user("root@example.com", slipway_store::Role::Admin)
+        .await
+        .unwrap();
+    let last = store.remove_user(admin.id).await.unwrap_err();
+    assert!(last.to_string().contains("last admin"), "{last}");
+    let app = crate::app(&store, "owned").await;
+    let owner = store.user(app.owner).await.unwrap().unwrap();
+    let owns = store.remove_user(owner.id).await.unwrap_err();
+    assert!(owns.to_string().contains("owned"), "{owns}");
+    let member = crate::user(&store, "leaving@example.com").await;
+    let token = store
+        .create_token(member.id, slipway_store::TokenScope::Read, None)
+        .await
+        .unwrap();
+    store.add_collaborator(app.id, member.id).await.unwrap();
+    store.remove_user(member.id).await.unwrap();
+    assert!(store.user(member.id).await.unwrap().is_none());
+    assert!(store.token(token.id).await.unwrap().is_none());
+    assert!(store.collaborators(app.id).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn passwords_and_token_addresses_are_kept() {
+    let (store, _dir) = crate::store().await;
+    let user = crate::user(&store, "pw@example.com").await;
+    let (found, hash) = store
+        .user_with_password("pw@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((found.id, hash), (user.id, None));
+    store
+        .set_password_hash(user.id, "$argon2id$v=19$stub")
+        .await
+        .unwrap();
+    let (_, hash) = store
+        .user_with_password("pw@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hash.as_deref(), Some("$argon2id$v=19$stub"));
+    assert!(
+        store
+            .user_with_password("nobody@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let token = store
+        .create_token(user.id, slipway_store::TokenScope::Write, None)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .note_token_address(token.id, "10.0.0.1")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .note_token_address(token.id, "10.0.0.1")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .note_token_address(token.id, "10.0.0.2")
+            .await
+            .unwrap()
+    );
+}
