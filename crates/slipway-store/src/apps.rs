@@ -89,10 +89,33 @@ impl Store {
     }
 }
 
+/// A yes/no setting of an app, kept in a column of `apps`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AppFlag {
+    Maintenance,
+    CertsAuto,
+}
+
+impl AppFlag {
+    fn select(self) -> &'static str {
+        match self {
+            AppFlag::Maintenance => "SELECT maintenance FROM apps WHERE id = ?",
+            AppFlag::CertsAuto => "SELECT certs_auto FROM apps WHERE id = ?",
+        }
+    }
+
+    fn update(self) -> &'static str {
+        match self {
+            AppFlag::Maintenance => "UPDATE apps SET maintenance = ? WHERE id = ?",
+            AppFlag::CertsAuto => "UPDATE apps SET certs_auto = ? WHERE id = ?",
+        }
+    }
+}
+
 impl Store {
-    /// Whether the app is in maintenance mode. NotFound when the app is gone.
-    pub async fn maintenance(&self, app_id: Uuid) -> Result<bool> {
-        let row: Option<(bool,)> = sqlx::query_as("SELECT maintenance FROM apps WHERE id = ?")
+    /// NotFound when the app is gone.
+    pub(crate) async fn app_flag(&self, app_id: Uuid, flag: AppFlag) -> Result<bool> {
+        let row: Option<(bool,)> = sqlx::query_as(flag.select())
             .bind(app_id.hyphenated())
             .fetch_optional(&self.pool)
             .await?;
@@ -100,8 +123,9 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("app `{app_id}` not found")))
     }
 
-    pub async fn set_maintenance(&self, app_id: Uuid, on: bool) -> Result<()> {
-        let updated = sqlx::query("UPDATE apps SET maintenance = ? WHERE id = ?")
+    /// NotFound when the app is gone.
+    pub(crate) async fn set_app_flag(&self, app_id: Uuid, flag: AppFlag, on: bool) -> Result<()> {
+        let updated = sqlx::query(flag.update())
             .bind(on)
             .bind(app_id.hyphenated())
             .execute(&self.pool)
@@ -110,6 +134,15 @@ impl Store {
             return Err(StoreError::NotFound(format!("app `{app_id}` not found")));
         }
         Ok(())
+    }
+
+    /// Whether the app is in maintenance mode. NotFound when the app is gone.
+    pub async fn maintenance(&self, app_id: Uuid) -> Result<bool> {
+        self.app_flag(app_id, AppFlag::Maintenance).await
+    }
+
+    pub async fn set_maintenance(&self, app_id: Uuid, on: bool) -> Result<()> {
+        self.set_app_flag(app_id, AppFlag::Maintenance, on).await
     }
 
     /// Names of the apps in maintenance mode.

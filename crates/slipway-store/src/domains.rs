@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::Store;
+use crate::apps::AppFlag;
 use crate::codec::{Cols, micros, now};
 use crate::error::{Result, StoreError, violation};
 use crate::seal::{open_text, seal_text};
@@ -302,35 +303,14 @@ impl Store {
         Ok(())
     }
 
-    pub async fn delete_certificate(&self, name: &str) -> Result<()> {
-        sqlx::query("DELETE FROM certificates WHERE name = ?")
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Whether Slipway orders certificates for the app's custom domains. NotFound when the
     /// app is gone.
     pub async fn certs_auto(&self, app_id: Uuid) -> Result<bool> {
-        let row: Option<(bool,)> = sqlx::query_as("SELECT certs_auto FROM apps WHERE id = ?")
-            .bind(app_id.hyphenated())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|(auto,)| auto)
-            .ok_or_else(|| StoreError::NotFound(format!("app `{app_id}` not found")))
+        self.app_flag(app_id, AppFlag::CertsAuto).await
     }
 
     pub async fn set_certs_auto(&self, app_id: Uuid, enabled: bool) -> Result<()> {
-        let updated = sqlx::query("UPDATE apps SET certs_auto = ? WHERE id = ?")
-            .bind(enabled)
-            .bind(app_id.hyphenated())
-            .execute(&self.pool)
-            .await?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("app `{app_id}` not found")));
-        }
-        Ok(())
+        self.set_app_flag(app_id, AppFlag::CertsAuto, enabled).await
     }
 
     /// The ACME account registered with `directory`, opened.
