@@ -18,6 +18,8 @@ use super::{DeployError, Deployer, STOP_GRACE, WEB_PORT, network_name};
 /// A container that has run this long without crashing has its back-off forgiven.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How long a probe of a web container's port may take (see `listening_addr`).
+const LISTEN_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Deployer {
     /// Reconciles every app, then removes containers of apps the store no longer has.
@@ -253,9 +255,9 @@ fn slot_of(container: &ContainerState) -> Option<(String, u32)> {
 /// The container's web address, if it accepts connections right now.
 async fn listening_addr(container: &ContainerState, network: &str) -> Option<SocketAddr> {
     let addr = SocketAddr::new(*container.addresses.get(network)?, WEB_PORT);
-    let connect = tokio::time::timeout(
-        Duration::from_millis(500),
-        tokio::net::TcpStream::connect(addr),
-    );
+    // A process that is not listening refuses at once; a busy one whose listen queue is full
+    // drops the SYN, and the kernel sends it again after a second. The deadline covers that
+    // retry, so a loaded app adopted by a restarted server is not left out of the routes.
+    let connect = tokio::time::timeout(LISTEN_PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr));
     matches!(connect.await, Ok(Ok(_))).then_some(addr)
 }
