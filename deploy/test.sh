@@ -6,8 +6,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/lib.sh
 
+# The store tests and the leader e2e test run against PostgreSQL too: a cluster of Debian's
+# package on 127.0.0.1:55432 with a user that may create databases (one per test).
+start_test_postgres() {
+    local version
+    version=$(ls /usr/lib/postgresql | sort -n | tail -1)
+    pg_lsclusters -h | awk '{print $2}' | grep -qx slipway-test ||
+        as_root pg_createcluster "$version" slipway-test -p 55432 -- --auth-host=scram-sha-256 --auth-local=peer >/dev/null
+    pg_ctlcluster "$version" slipway-test status >/dev/null 2>&1 ||
+        as_root pg_ctlcluster "$version" slipway-test start
+    as_root su postgres -c "psql -p 55432 -tAc \"SELECT 1 FROM pg_roles WHERE rolname = 'slipway'\"" | grep -q 1 ||
+        as_root su postgres -c "psql -p 55432 -c \"CREATE ROLE slipway LOGIN CREATEDB PASSWORD 'slipway'\" -c 'CREATE DATABASE slipway OWNER slipway'"
+    export SLIPWAY_TEST_POSTGRES_URL=postgres://slipway:slipway@127.0.0.1:55432/slipway
+}
+
 install_packages docker.io debootstrap git busybox-static ca-certificates pebble bind9-dnsutils curl openssl openssh-client python3-venv chromium chromium-driver
 start_dockerd
+install_packages postgresql
+start_test_postgres
 
 say "building slipway"
 cargo build -p slipway
@@ -25,6 +41,10 @@ cargo test --workspace 2>&1 | tee "$log"
 # One closing line for the whole run: cargo's last line belongs to an empty doc-test binary.
 awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
      END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$log"
+
+say "fuzzing the router (60 s)"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+crates/slipway-router/fuzz/run.sh 60
 
 say "fuzzing the live API"
 deploy/schemathesis.sh target/debug/slipway

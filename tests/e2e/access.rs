@@ -302,7 +302,7 @@ async fn every_route_answers_each_role_as_its_rule_says() {
     let (status, events) = call(
         &env,
         Method::GET,
-        &format!("/v1/admin/audit?app={app}&limit=100"),
+        &format!("/v1/admin/audit?app={app}&limit=1000"),
         Some(&admin),
         None,
     )

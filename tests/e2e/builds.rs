@@ -1,7 +1,9 @@
 //! More ways to build, pushed end to end and answered through the router: the Node.js and
 //! static built-in buildpacks (with the build cache), Dockerfile builds from local images,
 //! third-party classic buildpacks from local git URLs (`.buildpacks`, `export`,
-//! `bin/release` config vars) and a Cloud Native Buildpack set with `buildpacks:set`.
+//! `bin/release` config vars, kept in the server's buildpack cache between builds), a
+//! Dockerfile app on a fixed EXPOSEd port with a `.dockerignore`, and a Cloud Native
+//! Buildpack set with `buildpacks:set`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -242,6 +244,55 @@ async fn dockerfile_apps_build_from_local_images_only() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_dockerfile_app_on_a_fixed_port_is_served_there_without_its_ignored_files() {
+    let env = Env::new();
+    let server = env.start_server();
+    env.login();
+    let (app, _cleanup, repo) = app_with_tree(&env, "port", "dockerfile-port-app");
+
+    // The server listens on 8080 whatever $PORT says; app.json's health check has no port,
+    // so it goes to 8080 too.
+    let output = env.push_ok(&repo);
+    assert_lines(
+        &output,
+        &[
+            "-----> Leaving out 2 files .dockerignore lists",
+            "The image EXPOSEs ports 8080, 9090: the web process gets the first, PORT=8080, and only it is routed",
+            "-----> Released 1.0.0",
+        ],
+    );
+    let (status, _, body) = get(&env, &app, "/").await;
+    assert_eq!(status, 200, "{body}\n{}", server.log_text());
+    assert_eq!(body, "fixed port 8080, PORT=8080, files: server.py\n");
+
+    // A config change is a new release of the same image: it keeps the port.
+    env.slipway_ok(&repo, &["config:set", "GREETING=hi"]);
+    let (status, _, body) = get(&env, &app, "/").await;
+    assert_eq!(status, 200, "{body}\n{}", server.log_text());
+    assert_eq!(body, "fixed port 8080, PORT=8080, files: server.py\n");
+}
+
+/// The bare mirror the server keeps of a git buildpack, found by the repository's name.
+fn buildpack_mirror(env: &Env, name: &str) -> PathBuf {
+    let cache = env.data_dir().join("cache").join("buildpacks");
+    let mirrors: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", cache.display()))
+        .map(|entry| entry.expect("a cache entry").path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|file| file.starts_with(&format!("{name}-")))
+        })
+        .collect();
+    assert_eq!(mirrors.len(), 1, "one mirror of {name} in {mirrors:?}");
+    mirrors[0].clone()
+}
+
+fn inode(path: &Path) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).expect("the mirror's metadata"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn third_party_classic_and_cloud_native_buildpacks_from_git_urls() {
     let env = Env::new();
     let server = env.start_server();
@@ -265,6 +316,7 @@ async fn third_party_classic_and_cloud_native_buildpacks_from_git_urls() {
         &output,
         &[
             &format!("-----> Fetching buildpack {first}"),
+            "       Cloning into the buildpack cache",
             &format!("-----> Fetching buildpack {second}#v1"),
             "-----> First app detected",
             "-----> Second buildpack compiling (FIRST_SAYS=hello from the first buildpack)",
@@ -310,16 +362,25 @@ async fn third_party_classic_and_cloud_native_buildpacks_from_git_urls() {
         body,
         "hello from a Cloud Native Buildpack (greeted by the layer, GREETER_MODE=launch) | build layer gone\n"
     );
+    // The second build updates the server's mirror of the buildpack instead of cloning it.
+    let mirror = buildpack_mirror(&env, "cnb-buildpack");
+    let mirror_inode = inode(&mirror);
     std::fs::write(cnb_repo.join("greeting.txt"), "hello again\n").expect("writing greeting");
     commit_all(&env, &cnb_repo, "fix: greet again");
     let output = env.push_ok(&cnb_repo);
     assert_lines(
         &output,
         &[
+            "       Updating the cached clone with git fetch",
             "-----> Reusing the cached greeter layer",
             "-----> Released 1.0.1",
         ],
     );
+    assert!(
+        !output.contains("Cloning into the buildpack cache"),
+        "{output}"
+    );
+    assert_eq!(inode(&mirror), mirror_inode, "the mirror was cloned again");
     let (_, _, body) = get(&env, &cnb_app, "/").await;
     assert!(
         body.starts_with("hello again (greeted by the layer"),
@@ -330,4 +391,42 @@ async fn third_party_classic_and_cloud_native_buildpacks_from_git_urls() {
     assert!(cleared.contains("Cleared the buildpacks"), "{cleared}");
     let listed = env.slipway_ok(&cnb_repo, &["buildpacks"]);
     assert!(listed.contains("has no buildpacks set"), "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_cloud_native_buildpacks_share_a_build_plan() {
+    let env = Env::new();
+    let server = env.start_server();
+    env.login();
+    let tool = buildpack_repo(&env, "cnb-tool-buildpack");
+    let web = buildpack_repo(&env, "cnb-web-buildpack");
+    let (app, _cleanup, repo) = app_with_tree(&env, "plan", "cnb-multi-app");
+
+    // The second requires `shout` (loud), which only the first provides: alone it has no
+    // plan, and nothing is released.
+    env.slipway_ok(&repo, &["buildpacks:set", &web]);
+    let output = push_fails(&env, &repo);
+    assert!(
+        output.contains("the Cloud Native Buildpacks have no build plan: cnb-web-buildpack requires `shout` and no buildpack before it provides it"),
+        "{output}"
+    );
+
+    // Together: the first gets the second's requirement in its plan and installs a build
+    // layer the second uses; the layer is not in the image.
+    env.slipway_ok(&repo, &["buildpacks:set", &tool, &web]);
+    let output = env.push_ok(&repo);
+    assert_lines(
+        &output,
+        &[
+            "-----> Build plan: cnb-tool-buildpack provides `shout` for cnb-web-buildpack",
+            "-----> Shouting tool CNB app detected",
+            "-----> Installing shout (style loud)",
+            "-----> Shouted greeting CNB app detected",
+            "-----> Shouting the greeting",
+            "-----> Released 1.0.0",
+        ],
+    );
+    let (status, _, body) = get(&env, &app, "/").await;
+    assert_eq!(status, 200, "{body}\n{}", server.log_text());
+    assert_eq!(body, "HELLO FROM TWO BUILDPACKS! | build tool gone\n");
 }

@@ -14,7 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{AppCleanup, Env, app_containers, fixture_repo, unique_app};
+use crate::support::{AppCleanup, Env, app_containers, eventually, fixture_repo, unique_app};
 
 const PASSWORD: &str = "a long enough passphrase";
 /// How long a page may take to show what a test waits for (a deploy included).
@@ -246,7 +246,8 @@ impl Api {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_runs_an_app_in_a_real_browser() {
     let env = Env::new();
-    let server = env.start_server();
+    // Short metrics buckets, so the overview graphs the test's requests soon.
+    let server = env.start_server_with(&["--metrics-bucket", "2s"]);
     let admin = std::fs::read_to_string(env.data_dir().join("admin.token"))
         .expect("admin.token")
         .trim()
@@ -295,6 +296,32 @@ async fn the_dashboard_runs_an_app_in_a_real_browser() {
     browser.wait_text("#current-release", "1.0.0").await;
     browser.wait_text("#last-deploy", "succeeded").await;
     browser.shot("02-overview").await;
+    // Its requests show on the overview's graphs, with the release as a dashed line.
+    for _ in 0..20 {
+        env.get_app(&app).await;
+    }
+    let graphed = eventually(Duration::from_secs(30), async || {
+        browser.goto(&format!("/apps/{app}")).await;
+        let page = browser.client.source().await.unwrap_or_default();
+        page.contains(r#"<svg id="graph-requests""#)
+            && !page.contains(r#"<svg id="graph-requests" data-max="1""#)
+            && page.contains(r#"class="deploy-marker""#)
+    })
+    .await;
+    assert!(
+        graphed,
+        "no traffic or release on the graphs: {}",
+        browser.client.source().await.unwrap_or_default()
+    );
+    browser
+        .client
+        .execute(
+            "document.getElementById('graphs').scrollIntoView()",
+            Vec::new(),
+        )
+        .await
+        .expect("scrolling to the graphs");
+    browser.shot("02-overview-graphs").await;
     browser.goto("/").await;
     let row = browser.wait_text("#apps", &app).await;
     assert!(row.contains("1.0.0") && row.contains("web=1"), "{row}");

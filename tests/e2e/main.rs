@@ -3,12 +3,18 @@
 
 mod access;
 mod addons;
+mod alerts;
 mod bad_input;
 mod builds;
+mod canary;
 mod dashboard;
 mod domains;
+mod drains;
+mod leader;
 mod logs;
 mod maintenance;
+mod metrics;
+mod pipelines;
 mod push_to_live;
 mod release_engine;
 mod restart;

@@ -19,13 +19,17 @@ use slipway_types::{
 };
 use tokio::sync::mpsc::Sender;
 
-use crate::buildpack::{self, Buildpack, BuildpackError};
+use crate::buildpack::{self, Buildpack, BuildpackCache, BuildpackError};
+use crate::dockerfile::DockerContext;
 use crate::release::Release;
 use crate::static_site::{SITE_CONFIG_PATH, StaticSite};
 use crate::upload::{BUILTIN_BUILDPACKS, SourceFiles, UploadArchive};
 
 const BUILD_SCRIPT: &str = include_str!("build.sh");
 const LAUNCH_SCRIPT: &str = include_str!("launch.sh");
+/// Resolves the build plan of the Cloud Native Buildpacks; `build.sh` runs it from here.
+const CNB_PLAN_SCRIPT: &str = include_str!("cnb_plan.py");
+const CNB_PLAN_PATH: &str = "buildpacks/.slipway/cnb-plan.py";
 
 /// Starts the lines `build.sh` writes for the builder rather than the user.
 const MARKER: &str = "::slipway-build::";
@@ -47,6 +51,9 @@ pub struct BuilderConfig {
     pub nano_cpus: i64,
     /// A build still running after this long is stopped and fails.
     pub timeout: Duration,
+    /// Where git buildpacks are kept between builds (a bare mirror per URL); `None` fetches
+    /// them afresh into a temporary folder for each build.
+    pub buildpack_cache: Option<PathBuf>,
 }
 
 impl BuilderConfig {
@@ -58,6 +65,7 @@ impl BuilderConfig {
             memory_bytes: 2 * 1024 * 1024 * 1024,
             nano_cpus: 2_000_000_000,
             timeout: Duration::from_secs(30 * 60),
+            buildpack_cache: None,
         }
     }
 }
@@ -91,6 +99,9 @@ pub struct BuildResult {
     pub config_defaults: BTreeMap<String, String>,
     /// `addons` from `bin/release`.
     pub addons: Vec<String>,
+    /// The port the web process listens on when the image decides it (a Dockerfile's first
+    /// EXPOSEd TCP port); `None` means the platform's `$PORT`.
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,12 +122,16 @@ pub enum BuildError {
     CompileFailed { buildpack: String, exit_code: i64 },
     #[error("`{0}` buildpack release failed: see the output above")]
     ReleaseFailed(String),
+    #[error("the Cloud Native Buildpacks have no build plan: {0}")]
+    PlanFailed(String),
     #[error("bin/release of the `{buildpack}` buildpack printed invalid YAML: {message}")]
     Release { buildpack: String, message: String },
     #[error("launch.toml of the `{buildpack}` buildpack is invalid: {message}")]
     LaunchToml { buildpack: String, message: String },
     #[error("static.json is invalid: {0}")]
     StaticJson(String),
+    #[error(".dockerignore is invalid: {0}")]
+    DockerIgnore(String),
     #[error(
         "Dockerfile line {line}: FROM `{image}` is not an image on this machine, and Slipway pulls from no registry: build FROM slipway/stack:trixie or another local image"
     )]
@@ -162,11 +177,17 @@ pub fn cache_volume(app: &AppName) -> String {
 pub struct Builder {
     pub(crate) engine: Arc<dyn ContainerEngine>,
     pub(crate) config: BuilderConfig,
+    buildpack_cache: Option<BuildpackCache>,
 }
 
 impl Builder {
     pub fn new(engine: Arc<dyn ContainerEngine>, config: BuilderConfig) -> Self {
-        Self { engine, config }
+        let buildpack_cache = config.buildpack_cache.clone().map(BuildpackCache::new);
+        Self {
+            engine,
+            config,
+            buildpack_cache,
+        }
     }
 
     /// Builds `request.source_tar` into image `request.image`, streaming the build's output
@@ -195,7 +216,11 @@ impl Builder {
         let build = async {
             match &files.dockerfile {
                 Some(dockerfile) if buildpacks.is_empty() => {
-                    self.build_dockerfile(&request, dockerfile, procfile, output)
+                    let context = DockerContext {
+                        dockerfile,
+                        dockerignore: files.dockerignore.as_deref(),
+                    };
+                    self.build_dockerfile(&request, context, procfile, output)
                         .await
                 }
                 _ => {
@@ -230,6 +255,14 @@ impl Builder {
     ) -> Result<BuildResult, BuildError> {
         let engine = &*self.engine;
         let fetched = tempfile_dir()?;
+        let scratch_cache;
+        let cache = match &self.buildpack_cache {
+            Some(cache) => cache,
+            None => {
+                scratch_cache = BuildpackCache::new(fetched.path().join(".cache"));
+                &scratch_cache
+            }
+        };
         let mut folders = Vec::new();
         let mut extra = Vec::new();
         for (index, buildpack) in buildpacks.iter().enumerate() {
@@ -237,7 +270,8 @@ impl Builder {
             if let Buildpack::Git { url, reference } = buildpack {
                 say(output, format!("-----> Fetching buildpack {buildpack}")).await;
                 let dest = fetched.path().join(&folder);
-                buildpack::fetch(url, reference.as_deref(), &dest, output)
+                cache
+                    .checkout(url, reference.as_deref(), &dest, output)
                     .await
                     .map_err(|reason| BuildError::FetchFailed {
                         buildpack: buildpack.to_string(),
@@ -349,13 +383,13 @@ impl Builder {
         let buildpack = transcript.buildpacks.join(", ");
         let last = transcript.buildpacks.last().cloned().unwrap_or_default();
         let mut release = Release::parse(&release).map_err(|message| BuildError::Release {
-            buildpack: last.clone(),
+            buildpack: last,
             message,
         })?;
-        if let Some(launch) = &transcript.launch {
+        for (buildpack, launch) in &transcript.launches {
             let processes =
                 crate::cnb::launch_processes(launch).map_err(|message| BuildError::LaunchToml {
-                    buildpack: last,
+                    buildpack: buildpack.clone(),
                     message,
                 })?;
             release.default_process_types.extend(processes);
@@ -419,6 +453,7 @@ impl Builder {
             procfile,
             config_defaults: release.config_vars,
             addons: release.addons,
+            port: None,
         })
     }
 }
@@ -492,6 +527,7 @@ async fn prepare_upload(
             upload.add_host_dir(&format!("buildpacks/{folder}"), dir)?;
         }
         upload.add_file(SITE_CONFIG_PATH, 0o644, site.as_bytes())?;
+        upload.add_file(CNB_PLAN_PATH, 0o644, CNB_PLAN_SCRIPT.as_bytes())?;
         upload.add_env_dir(&config)?;
         upload.finish()
     })
@@ -599,7 +635,8 @@ struct Transcript {
     buildpacks: Vec<String>,
     stop: Option<Stop>,
     release: Option<String>,
-    launch: Option<String>,
+    /// Each Cloud Native Buildpack's `launch.toml`, by buildpack, in order.
+    launches: Vec<(String, String)>,
     block: Option<Block>,
     done: bool,
 }
@@ -617,6 +654,7 @@ enum Stop {
     DetectFailed(String),
     CompileFailed(String, i64),
     ReleaseFailed(String),
+    PlanFailed(String),
 }
 
 impl Transcript {
@@ -652,11 +690,13 @@ impl Transcript {
         let text = text.strip_suffix('\r').unwrap_or(text);
         let Some(at) = text.find(MARKER) else {
             let document = match self.block {
-                Some(Block::Release) => &mut self.release,
-                Some(Block::Launch) => &mut self.launch,
+                Some(Block::Release) => self.release.get_or_insert_with(String::new),
+                Some(Block::Launch) => match self.launches.last_mut() {
+                    Some((_, document)) => document,
+                    None => return None,
+                },
                 None => return Some(text.to_owned()),
             };
-            let document = document.get_or_insert_with(String::new);
             document.push_str(text);
             document.push('\n');
             return None;
@@ -686,7 +726,13 @@ impl Transcript {
             }
             "launch-begin" => {
                 self.block = Some(Block::Launch);
-                self.launch = Some(String::new());
+                self.launches.push((arg, String::new()));
+            }
+            "plan-failed" => {
+                let message = line.split_once(char::is_whitespace).map(|(_, rest)| rest);
+                self.stop = Some(Stop::PlanFailed(
+                    message.unwrap_or_default().trim().to_owned(),
+                ));
             }
             "release-end" | "launch-end" => self.block = None,
             "done" => self.done = true,
@@ -704,6 +750,7 @@ impl Transcript {
                 exit_code: *code,
             }),
             (Some(Stop::ReleaseFailed(name)), _) => Err(BuildError::ReleaseFailed(name.clone())),
+            (Some(Stop::PlanFailed(message)), _) => Err(BuildError::PlanFailed(message.clone())),
             (None, Some(release)) if exit_code == 0 && self.done && self.block.is_none() => {
                 Ok(release.clone())
             }
@@ -1281,6 +1328,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn processes_of_several_cloud_native_buildpacks_merge_the_later_winning() {
+        let engine = engine_with_stack();
+        let lines = vec![
+            control("buildpack tool"),
+            control("buildpack web"),
+            "-----> Build plan: tool provides `greeter` for web".to_owned(),
+            control("launch-begin tool"),
+            "[[processes]]\ntype = \"web\"\ncommand = [\"tool-server\"]".to_owned(),
+            "[[processes]]\ntype = \"worker\"\ncommand = [\"tool-worker\"]".to_owned(),
+            control("launch-end"),
+            control("launch-begin web"),
+            "[[processes]]\ntype = \"web\"\ncommand = [\"python3\", \"server.py\"]".to_owned(),
+            control("launch-end"),
+            control("release-begin"),
+            "---".to_owned(),
+            control("release-end"),
+            control("done"),
+        ];
+        script(&engine, &lines, 0);
+        let (result, shown) = build(&engine, BuilderConfig::new(STACK), request(&[])).await;
+        let result = result.unwrap();
+        assert_eq!(result.buildpack, "tool, web");
+        assert_eq!(
+            result.procfile.command(&ProcessType::web()),
+            Some("python3 server.py")
+        );
+        assert_eq!(
+            result.procfile.command(&"worker".parse().unwrap()),
+            Some("tool-worker")
+        );
+        assert!(shown.contains(&"-----> Build plan: tool provides `greeter` for web".to_owned()));
+        let plan = &uploaded_entries(&engine)[CNB_PLAN_PATH];
+        assert_eq!(plan.1, CNB_PLAN_SCRIPT.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn buildpacks_whose_plans_do_not_match_fail_saying_why() {
+        let engine = engine_with_stack();
+        let lines = vec![
+            control("buildpack web"),
+            control("plan-failed web requires `greeter` and no buildpack before it provides it"),
+        ];
+        script(&engine, &lines, 1);
+        let (result, _) = build(&engine, BuilderConfig::new(STACK), request(&[])).await;
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "the Cloud Native Buildpacks have no build plan: web requires `greeter` and no buildpack before it provides it"
+        );
+    }
+
+    #[tokio::test]
     async fn a_build_past_its_timeout_is_stopped_and_removed() {
         let engine = engine_with_stack();
         let mut config = BuilderConfig::new(STACK);
@@ -1387,6 +1485,7 @@ mod tests {
         .await;
         let result = result.unwrap();
         assert_eq!(result.buildpack, "dockerfile");
+        assert_eq!(result.port, Some(8080));
         assert_eq!(
             result.procfile.command(&ProcessType::web()),
             Some("python3 -m http.server '$PORT'")
@@ -1395,7 +1494,7 @@ mod tests {
             "-----> Dockerfile app detected",
             "       Step 1/2 : FROM slipway/stack:trixie",
             "       Step 2/2 : CMD x",
-            "       The Dockerfile EXPOSEs 8080/tcp: the web process must listen on $PORT, which Slipway sets",
+            "       The image EXPOSEs port 8080: the web process gets PORT=8080 and is routed there",
         ] {
             assert!(
                 lines.contains(&expected.to_owned()),
@@ -1458,6 +1557,64 @@ mod tests {
                 .calls()
                 .iter()
                 .any(|call| matches!(call, Call::BuildImage { .. }))
+        );
+    }
+
+    #[tokio::test]
+    async fn dockerignore_leaves_files_out_of_the_build_context() {
+        let engine = engine_with_stack();
+        script_finish(&engine, 0);
+        let (result, lines) = build(
+            &engine,
+            BuilderConfig::new(STACK),
+            dockerfile_request(
+                "FROM slipway/stack:trixie\nCMD x\n",
+                &[
+                    (".dockerignore", "secret.txt\n*.log\n"),
+                    ("secret.txt", "s"),
+                    ("debug.log", "d"),
+                    ("app.py", "a"),
+                    ("Procfile", "web: x\n"),
+                ],
+            ),
+        )
+        .await;
+        result.unwrap();
+        assert!(
+            lines.contains(&"-----> Leaving out 2 files .dockerignore lists".to_owned()),
+            "{lines:#?}"
+        );
+        let context = engine
+            .calls()
+            .into_iter()
+            .find_map(|call| match call {
+                Call::BuildImage { build } => Some(build.context),
+                _ => None,
+            })
+            .unwrap();
+        let mut archive = tar::Archive::new(&context[..]);
+        let mut names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|entry| entry.unwrap().path().unwrap().display().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".dockerignore", "Dockerfile", "Procfile", "app.py"]);
+
+        let engine = engine_with_stack();
+        let (result, _) = build(
+            &engine,
+            BuilderConfig::new(STACK),
+            dockerfile_request(
+                "FROM slipway/stack:trixie\n",
+                &[(".dockerignore", "ok\n[z-a]\n")],
+            ),
+        )
+        .await;
+        let error = result.unwrap_err().to_string();
+        assert!(
+            error.starts_with(".dockerignore is invalid: line 2: `[z-a]`"),
+            "{error}"
         );
     }
 

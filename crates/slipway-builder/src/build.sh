@@ -4,7 +4,7 @@
 # fetched); none means detect one among the built-ins. A folder with a buildpack.toml is a
 # Cloud Native Buildpack, any other a classic one. Lines starting with the marker are for the
 # builder, not the user: which buildpacks ran, why the build stopped, bin/release's YAML and
-# a Cloud Native Buildpack's launch.toml.
+# every Cloud Native Buildpack's launch.toml, in order.
 set -uo pipefail
 exec 2>&1
 
@@ -79,6 +79,8 @@ is_cnb() { [ -f "$1/buildpack.toml" ]; }
 dirs=()
 names=()
 displays=()
+# A Cloud Native Buildpack's build plan as its bin/detect wrote it; empty for a classic one.
+plans=()
 
 use_buildpack() {
   local dir=$1 name=$2 detected plan
@@ -94,6 +96,7 @@ use_buildpack() {
   fi
   dirs+=("$dir")
   names+=("$name")
+  plans+=("${plan:-}")
   detected=${detected%%$'\n'*}
   displays+=("${detected:-$name}")
   control buildpack "$name"
@@ -116,6 +119,20 @@ else
     control no-buildpack
     exit 1
   fi
+fi
+
+# The Cloud Native Buildpacks' requires and provides must match up; each one's bin/build gets
+# the plan entries of what it provides (cnb-plan.py, shipped beside the buildpacks).
+cnb_args=()
+for i in "${!dirs[@]}"; do
+  if is_cnb "${dirs[$i]}"; then cnb_args+=("${names[$i]}" "${plans[$i]}"); fi
+done
+if [ "${#cnb_args[@]}" -gt 0 ]; then
+  if ! command -v python3 > /dev/null; then
+    control plan-failed "the stack image has no python3, which resolving the build plan of Cloud Native Buildpacks needs"
+    exit 1
+  fi
+  python3 /buildpacks/.slipway/cnb-plan.py "$marker" "${cnb_args[@]}" || exit 1
 fi
 
 # Exports for a profile script: a layer's env folder, where a file names a variable and its
@@ -141,23 +158,28 @@ env_exports() {
   done
 }
 
-# Runs a Cloud Native Buildpack's bin/build with its layers in /app/.layers/<name>: cached
-# layers come back from CACHE_DIR first, launch layers stay in the image (with a profile
-# script for their bin, lib and env), the others go.
+# Build layers of earlier Cloud Native Buildpacks: seen by the later ones, gone from the image.
+build_layers=()
+
+# Runs a Cloud Native Buildpack's bin/build with its layers in /app/.layers/<name> and its
+# plan entries: cached layers come back from CACHE_DIR first, launch layers stay in the image
+# (with a profile script for their bin, lib and env), build layers serve the buildpacks after
+# it, the others go.
 cnb_build() {
-  local dir=$1 name=$2 cache=$3 layers=$build_dir/.layers/$2 plan toml layer path profile
+  local dir=$1 name=$2 cache=$3 plan=$4 layers=$build_dir/.layers/$2 toml layer path profile
+  local build_profile=/tmp/slipway-build-env-$2.sh is_build is_launch
   rm -rf "$layers"
   mkdir -p "$layers" "$build_dir/.profile.d"
   if [ -d "$cache/layers" ]; then
     cp -a "$cache/layers/." "$layers/"
   fi
-  plan=$(mktemp /tmp/slipway-plan.XXXXXX)
   (cd "$build_dir" && CNB_BUILDPACK_DIR=$dir CNB_LAYERS_DIR=$layers CNB_BP_PLAN_PATH=$plan \
     "$dir/bin/build" "$layers" "$platform_dir" "$plan") || return $?
   rm -rf "$cache/layers"
   mkdir -p "$cache/layers"
   profile=$build_dir/.profile.d/cnb-$name.sh
   : > "$profile"
+  : > "$build_profile"
   for toml in "$layers"/*.toml; do
     [ -f "$toml" ] || continue
     layer=$(basename "$toml" .toml)
@@ -167,26 +189,47 @@ cnb_build() {
       cp "$toml" "$cache/layers/"
       if [ -d "$path" ]; then cp -a "$path" "$cache/layers/"; fi
     fi
-    if grep -Eq '^[[:space:]]*launch[[:space:]]*=[[:space:]]*true' "$toml"; then
-      if [ -d "$path/bin" ]; then echo "export PATH=$(quote "$path/bin"):\"\$PATH\"" >> "$profile"; fi
-      if [ -d "$path/lib" ]; then
-        echo "export LD_LIBRARY_PATH=$(quote "$path/lib")\"\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}\"" >> "$profile"
-      fi
-      env_exports "$path/env" >> "$profile"
+    is_build=false
+    is_launch=false
+    if grep -Eq '^[[:space:]]*build[[:space:]]*=[[:space:]]*true' "$toml"; then is_build=true; fi
+    if grep -Eq '^[[:space:]]*launch[[:space:]]*=[[:space:]]*true' "$toml"; then is_launch=true; fi
+    if $is_launch; then
+      layer_exports "$path" >> "$profile"
       env_exports "$path/env.launch" >> "$profile"
-    else
-      rm -rf "$path" "$toml"
+    fi
+    if $is_build; then
+      layer_exports "$path" >> "$build_profile"
+      env_exports "$path/env.build" >> "$build_profile"
+    fi
+    if ! $is_launch; then
+      if $is_build; then
+        build_layers+=("$path" "$toml")
+      else
+        rm -rf "$path" "$toml"
+      fi
     fi
   done
   # A folder without its .toml is not a layer.
   for path in "$layers"/*/; do
     if [ ! -f "${path%/}.toml" ]; then rm -rf "$path"; fi
   done
-  # The next buildpack sees this one's launch layers.
+  # The next buildpack sees this one's launch and build layers.
   set +u
   # shellcheck source=/dev/null
   . "$profile"
+  # shellcheck source=/dev/null
+  . "$build_profile"
   set -u
+}
+
+# A layer's bin, lib and env as profile lines.
+layer_exports() {
+  local path=$1
+  if [ -d "$path/bin" ]; then echo "export PATH=$(quote "$path/bin"):\"\$PATH\""; fi
+  if [ -d "$path/lib" ]; then
+    echo "export LD_LIBRARY_PATH=$(quote "$path/lib")\"\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}\""
+  fi
+  env_exports "$path/env"
 }
 
 for i in "${!dirs[@]}"; do
@@ -195,7 +238,7 @@ for i in "${!dirs[@]}"; do
   echo "-----> ${displays[$i]} app detected"
   mkdir -p "$cache_root/$name"
   if is_cnb "$dir"; then
-    cnb_build "$dir" "$name" "$cache_root/$name"
+    cnb_build "$dir" "$name" "$cache_root/$name" "${plans[$i]}.entries"
   else
     "$dir/bin/compile" "$build_dir" "$cache_root/$name" "$env_dir"
   fi
@@ -213,16 +256,21 @@ for i in "${!dirs[@]}"; do
   fi
 done
 
-last=$((${#dirs[@]} - 1))
-if is_cnb "${dirs[$last]}"; then
-  release="---"
-  launch_toml=$build_dir/.layers/${names[$last]}/launch.toml
-  if [ -f "$launch_toml" ]; then
-    control launch-begin
+# Every Cloud Native Buildpack's processes, in order: a later one's type replaces an earlier's.
+for i in "${!dirs[@]}"; do
+  launch_toml=$build_dir/.layers/${names[$i]}/launch.toml
+  if is_cnb "${dirs[$i]}" && [ -f "$launch_toml" ]; then
+    control launch-begin "${names[$i]}"
     cat "$launch_toml"
     echo
     control launch-end
   fi
+done
+if [ "${#build_layers[@]}" -gt 0 ]; then rm -rf "${build_layers[@]}"; fi
+
+last=$((${#dirs[@]} - 1))
+if is_cnb "${dirs[$last]}"; then
+  release="---"
 elif ! release=$("${dirs[$last]}/bin/release" "$build_dir"); then
   control release-failed "${names[$last]}"
   exit 1
@@ -232,5 +280,5 @@ printf '%s\n' "$release"
 control release-end
 
 # The committed image must not keep the config vars or the build tooling.
-rm -rf /env/* /buildpacks/* /tmp/slipway-*
+rm -rf /env/* /buildpacks/* /buildpacks/.slipway /tmp/slipway-*
 control "done"

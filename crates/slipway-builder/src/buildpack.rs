@@ -1,17 +1,21 @@
 //! Which buildpacks a build runs: an app's setting, `BUILDPACK_URL`, or `.buildpacks`, each a
 //! built-in name or a git URL with an optional `#ref`. Git buildpacks are fetched on the host
 //! with the host's `git`, so any URL the server can reach works (a `file://` bare repository
-//! included), and then travel into the build container with the source.
+//! included), kept as bare mirrors between builds (`BuildpackCache`), and then travel into
+//! the build container with the source.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc::Sender;
 
+use crate::build::say;
 use crate::upload::BUILTIN_BUILDPACKS;
 
 /// Longest a buildpack fetch may take.
@@ -134,44 +138,170 @@ pub fn parse_list(text: &str) -> Result<Vec<Buildpack>, BuildpackError> {
         .collect()
 }
 
-/// Clones a git buildpack into `dest` (which must not exist) with the host's `git`, sending
-/// git's messages to `output`. Shallow where the ref allows it: a branch or tag is fetched
-/// alone, a commit needs the history.
-pub(crate) async fn fetch(
-    url: &str,
-    reference: Option<&str>,
-    dest: &Path,
-    output: &Sender<String>,
-) -> Result<(), String> {
-    let shallow = {
-        let mut args = vec!["clone", "--quiet", "--depth", "1"];
-        if let Some(reference) = reference {
-            args.extend(["--branch", reference]);
+/// Git buildpacks kept between builds: a bare mirror per URL under `root`, updated with
+/// `git fetch` rather than cloned again, and read with `git archive` so builds of several
+/// apps can share one mirror.
+pub(crate) struct BuildpackCache {
+    root: PathBuf,
+    /// One fetch at a time per mirror: concurrent fetches into one repository fight over its
+    /// ref locks.
+    locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl BuildpackCache {
+    pub(crate) fn new(root: PathBuf) -> Self {
+        Self {
+            root,
+            locks: Mutex::default(),
         }
-        args
-    };
-    if git(&shallow, url, dest, output).await.is_ok() {
-        return Ok(());
     }
-    let Some(reference) = reference else {
-        return git(&["clone", "--quiet"], url, dest, output).await;
-    };
-    // Not a branch or tag: clone everything and check the commit out.
-    if dest.exists() {
-        tokio::fs::remove_dir_all(dest)
+
+    /// The mirror of `url`: named after the repository, with a hash of the whole URL so two
+    /// repositories of one name never share it.
+    pub(crate) fn mirror(&self, url: &str) -> PathBuf {
+        let name = Buildpack::Git {
+            url: url.to_owned(),
+            reference: None,
+        }
+        .name();
+        self.root.join(format!("{name}-{:016x}.git", fnv1a(url)))
+    }
+
+    /// Writes the files of the buildpack at `url`, at `reference` (a branch, tag or commit;
+    /// the default branch if `None`), into `dest`, saying on `output` whether the cached
+    /// mirror was used. A pinned commit the mirror already holds is used without fetching:
+    /// it cannot have changed.
+    pub(crate) async fn checkout(
+        &self,
+        url: &str,
+        reference: Option<&str>,
+        dest: &Path,
+        output: &Sender<String>,
+    ) -> Result<(), String> {
+        let mirror = self.mirror(url);
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(locks.entry(mirror.clone()).or_default())
+        };
+        let _fetching = lock.lock().await;
+        let revision = reference.unwrap_or("HEAD");
+        if mirror.join("HEAD").is_file() {
+            let pinned = match reference {
+                Some(reference) if is_commit_like(reference) => resolve(&mirror, reference)
+                    .await
+                    .filter(|sha| sha.starts_with(&reference.to_ascii_lowercase())),
+                _ => None,
+            };
+            if let Some(sha) = pinned {
+                say(
+                    output,
+                    format!(
+                        "       Using the cached clone: commit {} is pinned, nothing to fetch",
+                        short(&sha)
+                    ),
+                )
+                .await;
+            } else {
+                say(
+                    output,
+                    "       Updating the cached clone with git fetch".to_owned(),
+                )
+                .await;
+                run_git(
+                    Command::new("git")
+                        .arg("--git-dir")
+                        .arg(&mirror)
+                        .args(["fetch", "--quiet", "--prune", "origin"]),
+                    output,
+                )
+                .await?;
+            }
+        } else {
+            say(output, "       Cloning into the buildpack cache".to_owned()).await;
+            self.clone_mirror(url, &mirror, output).await?;
+        }
+        let sha = resolve(&mirror, revision)
             .await
-            .map_err(|error| format!("cannot clear `{}`: {error}", dest.display()))?;
+            .ok_or_else(|| match reference {
+                Some(reference) => format!("`{reference}` is not a branch, tag or commit of {url}"),
+                None => format!("{url} has no default branch"),
+            })?;
+        say(output, format!("       Using commit {}", short(&sha))).await;
+        // Modes as a checkout leaves them (git archive's default umask is 002).
+        let archive = git_stdout(
+            Command::new("git")
+                .args(["-c", "tar.umask=0022", "--git-dir"])
+                .arg(&mirror)
+                .args(["archive", "--format=tar", &sha]),
+        )
+        .await?;
+        let dest = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dest)?;
+            tar::Archive::new(archive.as_slice()).unpack(&dest)
+        })
+        .await
+        .map_err(|join| format!("unpacking the buildpack: {join}"))?
+        .map_err(|error| format!("unpacking the buildpack: {error}"))
     }
-    git(&["clone", "--quiet", "--no-checkout"], url, dest, output).await?;
-    run_git(
+
+    /// Clones `url` as a bare mirror beside `mirror`, then moves it into place: a clone cut
+    /// short leaves no half-made mirror behind.
+    async fn clone_mirror(
+        &self,
+        url: &str,
+        mirror: &Path,
+        output: &Sender<String>,
+    ) -> Result<(), String> {
+        tokio::fs::create_dir_all(&self.root)
+            .await
+            .map_err(|error| format!("cannot create `{}`: {error}", self.root.display()))?;
+        let partial = tempfile::Builder::new()
+            .prefix(".clone-")
+            .tempdir_in(&self.root)
+            .map_err(|error| {
+                format!(
+                    "cannot create a folder in `{}`: {error}",
+                    self.root.display()
+                )
+            })?;
+        let target = partial.path().join("mirror.git");
+        git(&["clone", "--quiet", "--mirror"], url, &target, output).await?;
+        tokio::fs::rename(&target, mirror)
+            .await
+            .map_err(|error| format!("cannot move the clone to `{}`: {error}", mirror.display()))
+    }
+}
+
+/// Whether a `#ref` may name a commit: 7 to 40 hex digits.
+fn is_commit_like(reference: &str) -> bool {
+    (7..=40).contains(&reference.len()) && reference.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// The commit `revision` names in the mirror, if any.
+async fn resolve(mirror: &Path, revision: &str) -> Option<String> {
+    let stdout = git_stdout(
         Command::new("git")
-            .arg("-C")
-            .arg(dest)
-            .args(["checkout", "--quiet", "--detach", reference]),
-        output,
+            .arg("--git-dir")
+            .arg(mirror)
+            .args(["rev-parse", "--verify", "--quiet"])
+            .arg(format!("{revision}^{{commit}}")),
     )
     .await
-    .map_err(|_| format!("`{reference}` is not a branch, tag or commit of {url}"))
+    .ok()?;
+    let sha = String::from_utf8(stdout).ok()?.trim().to_owned();
+    (!sha.is_empty()).then_some(sha)
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+/// 64-bit FNV-1a: a hash that stays the same across runs and versions, for folder names.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 async fn git(args: &[&str], url: &str, dest: &Path, output: &Sender<String>) -> Result<(), String> {
@@ -208,6 +338,28 @@ async fn run_git(command: &mut Command, output: &Sender<String>) -> Result<(), S
         Ok(Ok(status)) if status.success() => Ok(()),
         Ok(Ok(status)) => Err(format!("git exited with {status}")),
         Ok(Err(error)) => Err(format!("waiting for git: {error}")),
+        Err(_) => Err(format!(
+            "git did not finish within {} s",
+            FETCH_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// Runs git for what it prints on stdout, without a terminal prompt and within the fetch
+/// timeout.
+async fn git_stdout(command: &mut Command) -> Result<Vec<u8>, String> {
+    command
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    match tokio::time::timeout(FETCH_TIMEOUT, command.output()).await {
+        Ok(Ok(out)) if out.status.success() => Ok(out.stdout),
+        Ok(Ok(out)) => Err(format!(
+            "git exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Ok(Err(error)) => Err(format!("cannot run git: {error}")),
         Err(_) => Err(format!(
             "git did not finish within {} s",
             FETCH_TIMEOUT.as_secs()
@@ -293,6 +445,161 @@ mod tests {
         ] {
             assert_eq!(Buildpack::parse(spec).unwrap().name(), name, "{spec}");
         }
+    }
+
+    /// Runs git in `dir` for a test, panicking with its output when it fails.
+    fn run(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .expect("git must be installed to run the buildpack cache tests");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// A buildpack repository with one commit on `main`, and its `file://` URL.
+    fn origin(root: &Path) -> (PathBuf, String) {
+        let repo = root.join("bp");
+        std::fs::create_dir_all(repo.join("bin")).unwrap();
+        std::fs::write(repo.join("bin/detect"), "#!/bin/sh\necho Test\n").unwrap();
+        std::fs::set_permissions(
+            repo.join("bin/detect"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        run(&repo, &["init", "-q", "-b", "main"]);
+        run(&repo, &["add", "-A"]);
+        run(&repo, &["commit", "-q", "-m", "one"]);
+        let url = format!("file://{}", repo.display());
+        (repo, url)
+    }
+
+    async fn checkout(
+        cache: &BuildpackCache,
+        url: &str,
+        reference: Option<&str>,
+        dest: &Path,
+    ) -> (Result<(), String>, Vec<String>) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(100);
+        let result = cache.checkout(url, reference, dest, &tx).await;
+        drop(tx);
+        let mut lines = Vec::new();
+        while let Some(line) = rx.recv().await {
+            lines.push(line);
+        }
+        (result, lines)
+    }
+
+    fn inode(path: &Path) -> u64 {
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_second_fetch_updates_the_cached_mirror_instead_of_cloning() {
+        let root = tempfile::tempdir().unwrap();
+        let (repo, url) = origin(root.path());
+        let cache = BuildpackCache::new(root.path().join("cache"));
+
+        let (result, lines) = checkout(&cache, &url, None, &root.path().join("a")).await;
+        result.unwrap();
+        assert!(
+            lines.contains(&"       Cloning into the buildpack cache".to_owned()),
+            "{lines:?}"
+        );
+        let detect = root.path().join("a/bin/detect");
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(
+                &std::fs::metadata(&detect).unwrap().permissions()
+            ) & 0o777,
+            0o755
+        );
+        let mirror = cache.mirror(&url);
+        assert!(
+            mirror
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("bp-")
+        );
+        let mirror_inode = inode(&mirror);
+
+        std::fs::write(repo.join("bin/compile"), "#!/bin/sh\n").unwrap();
+        run(&repo, &["add", "-A"]);
+        run(&repo, &["commit", "-q", "-m", "two"]);
+        let (result, lines) = checkout(&cache, &url, Some("main"), &root.path().join("b")).await;
+        result.unwrap();
+        assert!(
+            lines.contains(&"       Updating the cached clone with git fetch".to_owned()),
+            "{lines:?}"
+        );
+        assert!(
+            !lines.iter().any(|line| line.contains("Cloning")),
+            "{lines:?}"
+        );
+        assert!(
+            root.path().join("b/bin/compile").is_file(),
+            "the fetch brought the new commit"
+        );
+        assert_eq!(
+            inode(&mirror),
+            mirror_inode,
+            "the mirror was not cloned again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cached_pinned_commit_builds_without_its_origin() {
+        let root = tempfile::tempdir().unwrap();
+        let (repo, url) = origin(root.path());
+        let first = run(&repo, &["rev-parse", "HEAD"]);
+        run(&repo, &["tag", "v1"]);
+        let cache = BuildpackCache::new(root.path().join("cache"));
+        checkout(&cache, &url, Some("v1"), &root.path().join("a"))
+            .await
+            .0
+            .unwrap();
+
+        std::fs::rename(&repo, root.path().join("gone")).unwrap();
+        let (result, lines) =
+            checkout(&cache, &url, Some(&first[..10]), &root.path().join("b")).await;
+        result.unwrap();
+        assert_eq!(
+            lines[0],
+            format!(
+                "       Using the cached clone: commit {} is pinned, nothing to fetch",
+                &first[..12]
+            )
+        );
+        assert!(root.path().join("b/bin/detect").is_file());
+
+        let (result, _) = checkout(&cache, &url, Some("main"), &root.path().join("c")).await;
+        assert!(result.unwrap_err().starts_with("git exited with"));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_ref_is_named() {
+        let root = tempfile::tempdir().unwrap();
+        let (_, url) = origin(root.path());
+        let cache = BuildpackCache::new(root.path().join("cache"));
+        let (result, _) = checkout(&cache, &url, Some("v9"), &root.path().join("a")).await;
+        assert_eq!(
+            result.unwrap_err(),
+            format!("`v9` is not a branch, tag or commit of {url}")
+        );
+    }
+
+    #[test]
+    fn mirrors_of_same_named_repositories_differ() {
+        let cache = BuildpackCache::new(PathBuf::from("/cache"));
+        let a = cache.mirror("https://a.example/bp.git");
+        let b = cache.mirror("https://b.example/bp.git");
+        assert_ne!(a, b);
+        assert_eq!(a, cache.mirror("https://a.example/bp.git"));
+        assert!(a.starts_with("/cache"));
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! Dockerfile builds: `docker build` with the repository as its context, then one short
-//! container that makes the image run the way every Slipway process starts (as user `app`,
-//! through `launch_command`), committed as the app's image.
+//! Dockerfile builds: `docker build` with the repository as its context (less what its
+//! `.dockerignore` lists), then one short container that makes the image run the way every
+//! Slipway process starts (as user `app`, through `launch_command`), committed as the app's
+//! image. The image's first EXPOSEd port is where its web process is served.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use slipway_engine::{ImageBuild, ImageConfig};
 use slipway_types::{ContainerSpec, ProcessType, Procfile, labels};
@@ -13,6 +15,7 @@ use crate::build::{
     BuildContainer, BuildError, BuildRequest, BuildResult, Builder, image_labels, launch_command,
     say, type_list,
 };
+use crate::dockerignore::DockerIgnore;
 
 /// Env var naming the folder `launch_command` starts processes in: the Dockerfile's
 /// `WORKDIR`, where its files are, rather than the buildpack apps' `/app`.
@@ -31,6 +34,12 @@ if ! grep -q '^app:' /etc/passwd; then
 fi
 mkdir -p /app && chown 1000:1000 /app
 "#;
+
+/// The files of the source that shape a Dockerfile build.
+pub(crate) struct DockerContext<'a> {
+    pub dockerfile: &'a str,
+    pub dockerignore: Option<&'a str>,
+}
 
 /// A `FROM` of a Dockerfile that names an image (not a build stage, not `scratch`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +119,47 @@ fn instructions(dockerfile: &str) -> Vec<(usize, String)> {
     instructions
 }
 
+/// The image's EXPOSEd TCP ports (`8080/tcp` as Docker lists them), those its Dockerfile
+/// names first in the order it names them, then any inherited from the base image by number.
+/// The first one is where the web process listens.
+pub(crate) fn tcp_ports(dockerfile: &str, exposed: &[String]) -> Vec<u16> {
+    let tcp = |spec: &str| -> Option<u16> {
+        let (port, protocol) = spec.split_once('/').unwrap_or((spec, "tcp"));
+        if !protocol.eq_ignore_ascii_case("tcp") {
+            return None;
+        }
+        // A range (`8000-8010`) exposes each port; its first stands for it.
+        port.split('-')
+            .next()?
+            .parse()
+            .ok()
+            .filter(|port| *port != 0)
+    };
+    let mut image: Vec<u16> = exposed.iter().filter_map(|spec| tcp(spec)).collect();
+    image.sort_unstable();
+    let mut ports: Vec<u16> = Vec::new();
+    for (_, instruction) in instructions(dockerfile) {
+        let mut words = instruction.split_whitespace();
+        if !words
+            .next()
+            .is_some_and(|word| word.eq_ignore_ascii_case("EXPOSE"))
+        {
+            continue;
+        }
+        for port in words.filter_map(tcp) {
+            if image.contains(&port) && !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+    }
+    for port in image {
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports
+}
+
 /// Replaces `$NAME` and `${NAME}` with the ARG defaults known; unknown ones stay.
 fn substitute(word: &str, args: &BTreeMap<String, String>) -> String {
     let mut out = word.to_owned();
@@ -150,11 +200,12 @@ impl Builder {
     pub(crate) async fn build_dockerfile(
         &self,
         request: &BuildRequest,
-        dockerfile: &str,
+        files: DockerContext<'_>,
         procfile: Option<Procfile>,
         output: &Sender<String>,
     ) -> Result<BuildResult, BuildError> {
         let engine = &*self.engine;
+        let dockerfile = files.dockerfile;
         say(output, "-----> Dockerfile app detected".to_owned()).await;
         for base in base_images(dockerfile) {
             if !engine.image_exists(&base.image).await? {
@@ -164,12 +215,30 @@ impl Builder {
                 });
             }
         }
+        let context = match files.dockerignore {
+            Some(rules) => {
+                let rules = DockerIgnore::parse(rules).map_err(BuildError::DockerIgnore)?;
+                let source = request.source_tar.clone();
+                let (context, left_out) =
+                    tokio::task::spawn_blocking(move || rules.filter(&source))
+                        .await
+                        .map_err(|join| BuildError::Source(std::io::Error::other(join)))?
+                        .map_err(BuildError::Source)?;
+                say(
+                    output,
+                    format!("-----> Leaving out {left_out} files .dockerignore lists"),
+                )
+                .await;
+                Bytes::from(context)
+            }
+            None => request.source_tar.clone(),
+        };
         let intermediate = format!("{}-dockerfile", request.image);
         let mut build_labels = request.labels.clone();
         build_labels.insert(labels::APP.to_owned(), request.app.to_string());
         let build = ImageBuild {
             reference: intermediate.clone(),
-            context: request.source_tar.clone(),
+            context,
             dockerfile: "Dockerfile".to_owned(),
             build_args: BTreeMap::new(),
             labels: build_labels,
@@ -201,7 +270,7 @@ impl Builder {
             say(output, format!("       {}", partial.trim_end())).await;
         }
         let result = self
-            .finish_dockerfile_image(request, &intermediate, procfile, output)
+            .finish_dockerfile_image(request, dockerfile, &intermediate, procfile, output)
             .await;
         if let Err(error) = engine.remove_image(&intermediate).await {
             tracing::warn!(image = %intermediate, %error, "could not untag the Dockerfile build");
@@ -212,6 +281,7 @@ impl Builder {
     async fn finish_dockerfile_image(
         &self,
         request: &BuildRequest,
+        dockerfile: &str,
         intermediate: &str,
         procfile: Option<Procfile>,
         output: &Sender<String>,
@@ -262,21 +332,23 @@ impl Builder {
         if procfile.is_empty() {
             return Err(BuildError::NoProcesses);
         }
-        let other_ports: Vec<&str> = details
-            .exposed_ports
-            .iter()
-            .map(String::as_str)
-            .filter(|port| !port.ends_with("/udp"))
-            .collect();
-        if !other_ports.is_empty() && procfile.command(&ProcessType::web()).is_some() {
-            say(
-                output,
+        let ports = tcp_ports(dockerfile, &details.exposed_ports);
+        let port = ports.first().copied();
+        if let Some(port) = port
+            && procfile.command(&ProcessType::web()).is_some()
+        {
+            let message = if ports.len() == 1 {
                 format!(
-                    "       The Dockerfile EXPOSEs {}: the web process must listen on $PORT, which Slipway sets",
-                    other_ports.join(", ")
-                ),
-            )
-            .await;
+                    "       The image EXPOSEs port {port}: the web process gets PORT={port} and is routed there"
+                )
+            } else {
+                let listed: Vec<String> = ports.iter().map(u16::to_string).collect();
+                format!(
+                    "       The image EXPOSEs ports {}: the web process gets the first, PORT={port}, and only it is routed",
+                    listed.join(", ")
+                )
+            };
+            say(output, message).await;
         }
 
         let mut container_labels = request.labels.clone();
@@ -330,6 +402,7 @@ impl Builder {
             procfile,
             config_defaults: BTreeMap::new(),
             addons: Vec::new(),
+            port,
         })
     }
 }
@@ -371,6 +444,27 @@ mod tests {
             images("FROM base AS base\nFROM base\n"),
             [(1, "base".to_owned())]
         );
+    }
+
+    #[test]
+    fn the_dockerfile_order_of_exposed_ports_wins_then_inherited_ones_by_number() {
+        let exposed: Vec<String> = ["443/tcp", "53/udp", "8080/tcp", "9000/tcp"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            tcp_ports(
+                "FROM base\nEXPOSE 9000 53/udp\nEXPOSE 8080/tcp 9000\n",
+                &exposed
+            ),
+            [9000, 8080, 443]
+        );
+        assert_eq!(tcp_ports("FROM base\n", &exposed), [443, 8080, 9000]);
+        assert_eq!(
+            tcp_ports("FROM base\nexpose 8000-8002\n", &["8000/tcp".to_owned()]),
+            [8000]
+        );
+        assert!(tcp_ports("FROM base\nEXPOSE 53/udp\n", &["53/udp".to_owned()]).is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod build;
 mod buildpack;
 mod cnb;
 mod dockerfile;
+mod dockerignore;
 mod release;
 mod stack;
 mod static_site;

@@ -28,6 +28,8 @@ pub struct SourceFiles {
     /// `.buildpacks`: buildpack URLs or names, one a line.
     pub buildpacks: Option<String>,
     pub dockerfile: Option<String>,
+    /// `.dockerignore`: what a Dockerfile build leaves out of its context.
+    pub dockerignore: Option<String>,
     pub static_json: Option<String>,
 }
 
@@ -51,6 +53,7 @@ impl SourceFiles {
                 Some("Procfile") => &mut files.procfile,
                 Some(".buildpacks") => &mut files.buildpacks,
                 Some("Dockerfile") => &mut files.dockerfile,
+                Some(".dockerignore") => &mut files.dockerignore,
                 Some("static.json") => &mut files.static_json,
                 _ => continue,
             };
@@ -266,7 +269,7 @@ impl UploadArchive {
 
 /// The entry's path inside the app, `None` for the root itself; a path that climbs out of it
 /// is an error.
-fn relative_path(path: &Path) -> io::Result<Option<PathBuf>> {
+pub(crate) fn relative_path(path: &Path) -> io::Result<Option<PathBuf>> {
     let mut relative = PathBuf::new();
     for component in path.components() {
         match component {

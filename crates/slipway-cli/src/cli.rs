@@ -264,6 +264,57 @@ pub enum ClientCommand {
         #[arg(value_name = "VERSION")]
         version: Option<String>,
     },
+    /// Send the app's next code release (a push or a promotion) out as a canary
+    ///
+    /// The new release starts beside the current one in its own web containers and gets
+    /// PERCENT of the requests. If its share of 5xx answers (or its p99) goes over the limit,
+    /// it is removed and the release fails; if it holds for the duration, it is promoted to
+    /// every container. Config changes and rollbacks always go out at once.
+    #[command(name = "releases:canary")]
+    ReleasesCanary {
+        /// Share of requests the canary gets (1-99)
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=99))]
+        percent: u8,
+        /// How long the canary must hold before it is promoted, like 90s, 10m or 1h
+        #[arg(long, default_value = "10m")]
+        duration: String,
+        /// Roll back when more than this share of the canary's requests fail (5xx)
+        #[arg(long, default_value = "1%")]
+        max_error_rate: String,
+        /// Roll back when the canary's 99th percentile latency goes over this, in ms
+        #[arg(long, value_name = "MS")]
+        max_p99: Option<u32>,
+        /// Keep each client on one side with a cookie
+        #[arg(long)]
+        sticky: bool,
+    },
+    /// Show the canary policy and the canary running now, with what it served so far
+    #[command(name = "releases:canary:status")]
+    ReleasesCanaryStatus,
+    /// Promote the running canary to every container now
+    #[command(name = "releases:canary:promote")]
+    ReleasesCanaryPromote,
+    /// Remove the running canary and fail its release; the current release keeps serving
+    #[command(name = "releases:canary:abort")]
+    ReleasesCanaryAbort,
+    /// Send releases out to every container at once again
+    #[command(name = "releases:canary:off")]
+    ReleasesCanaryOff,
+    /// Show the app's rate limit per client IP
+    Ratelimit,
+    /// Limit requests per client IP at the router, like 100/s or 6000/m; more get 429
+    #[command(name = "ratelimit:set")]
+    RatelimitSet {
+        /// Requests per second (`/s`) or minute (`/m`)
+        #[arg(value_name = "RATE")]
+        rate: String,
+        /// Requests a client may send at once before the rate applies [default: the rate]
+        #[arg(long)]
+        burst: Option<u32>,
+    },
+    /// Remove the app's rate limit
+    #[command(name = "ratelimit:clear")]
+    RatelimitClear,
     /// Show the formation and the running processes
     Ps,
     /// Scale process types, like web=3 worker=1 (no release is cut)
@@ -330,6 +381,63 @@ pub enum ClientCommand {
         /// PEM private key
         #[arg(value_name = "KEY")]
         key: std::path::PathBuf,
+    },
+    /// Show the app's requests, latency, CPU and memory per minute (per hour beyond a day)
+    Metrics {
+        /// How far back, like 30m, 6h or 7d (at most 30d)
+        #[arg(long, value_name = "DURATION", default_value = "1h")]
+        since: String,
+    },
+    /// List the app's log drains with their delivered, dropped and buffered lines
+    Drains,
+    /// Ship every line of the app's log to syslog+tls://HOST:PORT, syslog://HOST:PORT or https://URL
+    #[command(name = "drains:add")]
+    DrainsAdd {
+        #[arg(value_name = "URL")]
+        drain_url: String,
+    },
+    /// Stop shipping the app's log to a drain, named by its id or URL
+    #[command(name = "drains:remove")]
+    DrainsRemove {
+        #[arg(value_name = "ID|URL")]
+        drain: String,
+    },
+    /// List the app's webhooks with their latest delivery
+    Webhooks,
+    /// POST the app's release and alert events, signed, to a URL; shows the signing secret once
+    #[command(name = "webhooks:add")]
+    WebhooksAdd {
+        /// https://…, or http:// to a loopback address
+        #[arg(value_name = "URL")]
+        endpoint: String,
+        /// Comma-separated event kinds: release, alert [default: both]
+        #[arg(long, value_name = "KINDS")]
+        events: Option<String>,
+    },
+    /// Stop sending events to a webhook
+    #[command(name = "webhooks:remove")]
+    WebhooksRemove {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// List the app's alert rules, their thresholds and the alerts firing
+    Alerts,
+    /// Set an alert rule's threshold
+    ///
+    /// Rules: 5xx-rate PERCENT, p99-latency MS, memory PERCENT (of the limit),
+    /// crash-loop N/M (N restarts within M minutes), cert-expiry DAYS.
+    #[command(name = "alerts:set")]
+    AlertsSet {
+        #[arg(value_name = "RULE")]
+        rule: String,
+        #[arg(value_name = "THRESHOLD")]
+        threshold: String,
+    },
+    /// Turn an alert rule off (default rules included)
+    #[command(name = "alerts:remove")]
+    AlertsRemove {
+        #[arg(value_name = "RULE")]
+        rule: String,
     },
     /// Show whether the app is in maintenance mode
     Maintenance,
@@ -400,6 +508,48 @@ pub enum ClientCommand {
         /// Give it no terminal, even when this is one
         #[arg(long)]
         no_tty: bool,
+    },
+    /// List the pipelines you may see, with their staging and production apps
+    Pipelines,
+    /// Create a pipeline: staging and production apps that share one build
+    #[command(name = "pipelines:create")]
+    PipelinesCreate {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Show a pipeline's apps by stage with their current releases
+    #[command(name = "pipelines:info")]
+    PipelinesInfo {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Destroy a pipeline (its owner or an admin); its apps keep running
+    #[command(name = "pipelines:destroy")]
+    PipelinesDestroy {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Put an app you own in a pipeline at a stage [default app: -a, else the git remote's]
+    #[command(name = "pipelines:add")]
+    PipelinesAdd {
+        #[arg(value_name = "APP")]
+        app_name: Option<String>,
+        #[arg(short = 'p', long, value_name = "NAME")]
+        pipeline: String,
+        /// staging or production
+        #[arg(short = 's', long, value_name = "STAGE")]
+        stage: String,
+    },
+    /// Take the app out of its pipeline
+    #[command(name = "pipelines:remove")]
+    PipelinesRemove,
+    /// Release the staging app's current release, same image, to production apps of its
+    /// pipeline [default: every one]
+    #[command(name = "pipelines:promote")]
+    PipelinesPromote {
+        /// Production apps to release to, comma-separated
+        #[arg(long, value_name = "APP", value_delimiter = ',')]
+        to: Vec<String>,
     },
 }
 

@@ -2,10 +2,15 @@
 //! `slipway_types::api`, and errors that say what went wrong in the user's terms.
 
 mod addons;
+mod alerts;
 mod buildpacks;
+mod canary;
 mod domains;
+mod drains;
 mod keys;
 mod logs;
+mod metrics;
+mod pipelines;
 mod runs;
 mod sse;
 mod users;

@@ -5,14 +5,19 @@ mod apps;
 mod auth;
 mod buildpacks;
 mod builds;
+mod canary;
 mod config;
 mod domains;
+mod drains;
 mod keys;
 mod logs;
+mod metrics;
+mod pipelines;
 mod ps;
 mod releases;
 mod run;
 mod users;
+mod webhooks;
 
 use crate::cli::{ClientCommand, Session};
 use crate::client::LogsQuery;
@@ -92,6 +97,31 @@ pub(crate) async fn dispatch(
         ClientCommand::ReleasesRollback { version } => {
             releases::rollback(session, version.as_deref()).await
         }
+        ClientCommand::ReleasesCanary {
+            percent,
+            duration,
+            max_error_rate,
+            max_p99,
+            sticky,
+        } => {
+            let args = canary::CanaryArgs {
+                percent,
+                duration: &duration,
+                max_error_rate: &max_error_rate,
+                max_p99,
+                sticky,
+            };
+            canary::set(session, &args).await
+        }
+        ClientCommand::ReleasesCanaryStatus => canary::status(session).await,
+        ClientCommand::ReleasesCanaryPromote => canary::settle(session, "promote").await,
+        ClientCommand::ReleasesCanaryAbort => canary::settle(session, "abort").await,
+        ClientCommand::ReleasesCanaryOff => canary::off(session).await,
+        ClientCommand::Ratelimit => canary::rate_limit(session).await,
+        ClientCommand::RatelimitSet { rate, burst } => {
+            canary::set_rate_limit(session, &rate, burst).await
+        }
+        ClientCommand::RatelimitClear => canary::clear_rate_limit(session).await,
         ClientCommand::Ps => ps::show(session).await,
         ClientCommand::PsScale { changes } => ps::scale(session, &changes).await,
         ClientCommand::PsResize { changes } => ps::resize(session, &changes).await,
@@ -107,6 +137,20 @@ pub(crate) async fn dispatch(
         ClientCommand::CertsAutoEnable => domains::auto(session, true).await,
         ClientCommand::CertsAutoDisable => domains::auto(session, false).await,
         ClientCommand::CertsAdd { chain, key } => domains::add_cert(session, &chain, &key).await,
+        ClientCommand::Drains => drains::list(session).await,
+        ClientCommand::Metrics { since } => metrics::show(session, &since).await,
+        ClientCommand::DrainsAdd { drain_url } => drains::add(session, &drain_url).await,
+        ClientCommand::DrainsRemove { drain } => drains::remove(session, &drain).await,
+        ClientCommand::Webhooks => webhooks::list(session).await,
+        ClientCommand::WebhooksAdd { endpoint, events } => {
+            webhooks::add(session, &endpoint, events.as_deref()).await
+        }
+        ClientCommand::WebhooksRemove { id } => webhooks::remove(session, &id).await,
+        ClientCommand::Alerts => webhooks::alerts(session).await,
+        ClientCommand::AlertsSet { rule, threshold } => {
+            webhooks::set(session, &rule, &threshold).await
+        }
+        ClientCommand::AlertsRemove { rule } => webhooks::remove_alert(session, &rule).await,
         ClientCommand::Maintenance => apps::maintenance(session, None).await,
         ClientCommand::MaintenanceOn => apps::maintenance(session, Some(true)).await,
         ClientCommand::MaintenanceOff => apps::maintenance(session, Some(false)).await,
@@ -132,5 +176,16 @@ pub(crate) async fn dispatch(
             sql,
             no_tty,
         } => addons::psql(session, database.as_deref(), sql.as_deref(), no_tty).await,
+        ClientCommand::Pipelines => pipelines::list(session).await,
+        ClientCommand::PipelinesCreate { name } => pipelines::create(session, &name).await,
+        ClientCommand::PipelinesInfo { name } => pipelines::info(session, &name).await,
+        ClientCommand::PipelinesDestroy { name } => pipelines::destroy(session, &name).await,
+        ClientCommand::PipelinesAdd {
+            app_name,
+            pipeline,
+            stage,
+        } => pipelines::add(session, app_name, &pipeline, &stage).await,
+        ClientCommand::PipelinesRemove => pipelines::remove(session).await,
+        ClientCommand::PipelinesPromote { to } => pipelines::promote(session, &to).await,
     }
 }

@@ -19,7 +19,8 @@ use bollard::query_parameters::{
     CreateImageOptions, DownloadFromContainerOptions, InspectContainerOptions,
     InspectNetworkOptions, ListContainersOptions, ListImagesOptions, LogsOptions,
     RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions, ResizeContainerTTYOptions,
-    StartContainerOptions, StopContainerOptions, UploadToContainerOptions, WaitContainerOptions,
+    StartContainerOptions, StatsOptions, StopContainerOptions, TagImageOptions,
+    UploadToContainerOptions, WaitContainerOptions,
 };
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
@@ -27,8 +28,8 @@ use slipway_types::{ContainerSpec, MountSource};
 use tokio_util::io::ReaderStream;
 
 use crate::{
-    Attached, ContainerEngine, ContainerId, ContainerState, EngineError, ImageBuild, ImageConfig,
-    ImageDetails, OutputChunk, OutputStream, Result,
+    Attached, ContainerEngine, ContainerId, ContainerState, ContainerStats, EngineError,
+    ImageBuild, ImageConfig, ImageDetails, OutputChunk, OutputStream, Result,
 };
 
 /// Where dockerd listens when `DOCKER_HOST` is unset.
@@ -270,6 +271,20 @@ impl ContainerEngine for DockerEngine {
             rx.recv().await.map(|item| (item, rx))
         })
         .boxed()
+    }
+
+    async fn tag_image(&self, source: &str, reference: &str) -> Result<()> {
+        let (repo, tag) = split_reference(reference);
+        let options = TagImageOptions {
+            repo: Some(repo.to_owned()),
+            tag: Some(tag.to_owned()),
+        };
+        self.docker
+            .tag_image(source, Some(options))
+            .await
+            .map_err(|error| self.error("image", source, error))?;
+        tracing::info!(image = %source, name = %reference, "tagged image");
+        Ok(())
     }
 
     async fn remove_image(&self, reference: &str) -> Result<()> {
@@ -586,6 +601,43 @@ impl ContainerEngine for DockerEngine {
             .await
             .map_err(|error| self.error("container", id, error))?;
         Ok(container_state(response))
+    }
+
+    async fn stats(&self, id: &str) -> Result<ContainerStats> {
+        let options = StatsOptions {
+            stream: false,
+            one_shot: true,
+        };
+        let reading = self
+            .docker
+            .stats(id, Some(options))
+            .next()
+            .await
+            .ok_or_else(|| EngineError::Engine(format!("no statistics for container `{id}`")))?
+            .map_err(|error| self.error("container", id, error))?;
+        let cpu_total_ns = reading
+            .cpu_stats
+            .and_then(|cpu| cpu.cpu_usage)
+            .and_then(|usage| usage.total_usage)
+            .unwrap_or(0);
+        let memory = reading.memory_stats.unwrap_or_default();
+        // As `docker stats`: the inactive file cache can be reclaimed, so it is not counted
+        // (`inactive_file` under cgroup v2, `total_inactive_file` under v1).
+        let cache = memory
+            .stats
+            .as_ref()
+            .and_then(|stats| {
+                stats
+                    .get("inactive_file")
+                    .or_else(|| stats.get("total_inactive_file"))
+            })
+            .copied()
+            .unwrap_or(0);
+        Ok(ContainerStats {
+            cpu_total_ns,
+            memory_bytes: memory.usage.unwrap_or(0).saturating_sub(cache),
+            memory_limit_bytes: memory.limit,
+        })
     }
 
     async fn list_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerState>> {

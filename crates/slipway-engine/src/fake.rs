@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::docker::split_reference;
 use crate::{
-    Attached, ContainerEngine, ContainerId, ContainerState, EngineError, ImageBuild, ImageConfig,
-    ImageDetails, OutputChunk, OutputStream, Result,
+    Attached, ContainerEngine, ContainerId, ContainerState, ContainerStats, EngineError,
+    ImageBuild, ImageConfig, ImageDetails, OutputChunk, OutputStream, Result,
 };
 
 /// The network a container without one joins, as Docker's default bridge.
@@ -33,6 +33,9 @@ const KILLED_EXIT_CODE: i64 = 137;
 /// How many bytes written to an attached container's stdin wait for it to echo them.
 const STDIN_BUFFER: usize = 64 * 1024;
 
+/// What [`FakeEngine`] reports as any container's memory use.
+pub const FAKE_MEMORY_BYTES: u64 = 32 * 1024 * 1024;
+
 /// One call made to the fake, with its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
@@ -44,6 +47,10 @@ pub enum Call {
         reference: String,
         rootfs_tar: PathBuf,
         config: ImageConfig,
+    },
+    TagImage {
+        source: String,
+        reference: String,
     },
     RemoveImage {
         reference: String,
@@ -113,6 +120,9 @@ pub enum Call {
         config: ImageConfig,
     },
     Inspect {
+        id: String,
+    },
+    Stats {
         id: String,
     },
     ListContainers {
@@ -522,6 +532,25 @@ impl ContainerEngine for FakeEngine {
         Ok(())
     }
 
+    async fn tag_image(&self, source: &str, reference: &str) -> Result<()> {
+        let mut state = self.state();
+        state.record(Call::TagImage {
+            source: source.to_owned(),
+            reference: reference.to_owned(),
+        });
+        let config = state
+            .images
+            .get(source)
+            .cloned()
+            .ok_or_else(|| EngineError::Engine(format!("no such image `{source}`")))?;
+        let exposed = state.exposed_ports.get(source).cloned();
+        state.images.insert(reference.to_owned(), config);
+        if let Some(exposed) = exposed {
+            state.exposed_ports.insert(reference.to_owned(), exposed);
+        }
+        Ok(())
+    }
+
     async fn remove_image(&self, reference: &str) -> Result<()> {
         let mut state = self.state();
         state.record(Call::RemoveImage {
@@ -860,6 +889,21 @@ impl ContainerEngine for FakeEngine {
         let mut state = self.state();
         state.record(Call::Inspect { id: id.to_owned() });
         Ok(state.container(id)?.state())
+    }
+
+    /// A container of the fake has used no CPU and a fixed 32 MiB, within its spec's limit.
+    async fn stats(&self, id: &str) -> Result<ContainerStats> {
+        let mut state = self.state();
+        state.record(Call::Stats { id: id.to_owned() });
+        let container = state.container(id)?;
+        Ok(ContainerStats {
+            cpu_total_ns: 0,
+            memory_bytes: FAKE_MEMORY_BYTES,
+            memory_limit_bytes: container
+                .spec
+                .memory_bytes
+                .and_then(|limit| u64::try_from(limit).ok()),
+        })
     }
 
     async fn list_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerState>> {

@@ -18,7 +18,7 @@ use tokio::io::AsyncWrite;
 
 pub use docker::DockerEngine;
 #[cfg(any(test, feature = "fake"))]
-pub use fake::{Call, FakeEngine};
+pub use fake::{Call, FAKE_MEMORY_BYTES, FakeEngine};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -124,6 +124,19 @@ pub struct ImageDetails {
     pub exposed_ports: Vec<String>,
 }
 
+/// One reading of a running container's resource use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContainerStats {
+    /// CPU time used since the container started, in nanoseconds, over all cores: a reader
+    /// divides the growth between two readings by the time between them, so one cheap reading
+    /// per sample is enough.
+    pub cpu_total_ns: u64,
+    /// Memory in use without the reclaimable file cache, as `docker stats` shows it.
+    pub memory_bytes: u64,
+    /// The container's memory limit; the host's memory when it has none, as the engine says.
+    pub memory_limit_bytes: Option<u64>,
+}
+
 /// What `admin:status` shows of the engine.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SystemInfo {
@@ -164,6 +177,10 @@ pub trait ContainerEngine: Send + Sync + 'static {
     /// and ends after the image is tagged, or with the error that stopped the build.
     /// Dropping the stream cancels the build.
     fn build_image(&self, build: ImageBuild) -> BoxStream<'static, Result<String>>;
+
+    /// Gives the image `source` the second name `reference` (`repo:tag`), like `docker tag`:
+    /// both names point at the same image id, and removing one leaves the other.
+    async fn tag_image(&self, source: &str, reference: &str) -> Result<()>;
 
     /// Removes an image; a missing image is not an error.
     async fn remove_image(&self, reference: &str) -> Result<()>;
@@ -220,6 +237,9 @@ pub trait ContainerEngine: Send + Sync + 'static {
     async fn commit(&self, id: &str, reference: &str, config: &ImageConfig) -> Result<()>;
 
     async fn inspect(&self, id: &str) -> Result<ContainerState>;
+
+    /// A one-shot reading of a running container's CPU time and memory.
+    async fn stats(&self, id: &str) -> Result<ContainerStats>;
 
     /// Containers (running or not) carrying every given label with the given value.
     async fn list_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerState>>;

@@ -9,7 +9,9 @@
 //! interrupted. With a fourth address it also serves HTTPS there, with the given certificate
 //! chain and key or else a self-signed certificate for the host; plain HTTP is still proxied, not
 //! redirected. No access log is written, as in a proxy benchmark the other side logs nothing;
-//! metrics are recorded into a Prometheus recorder, as in the server.
+//! metrics are recorded into a Prometheus recorder and per-app counters, as in the server.
+//! `ROUTE_TO_METRICS=prometheus` leaves the per-app counters out and `ROUTE_TO_METRICS=off`
+//! both, to measure what they cost (deploy/bench/metrics.sh).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +19,10 @@ use std::sync::Arc;
 use slipway_router::{Router, RouterConfig};
 use slipway_types::{Backend, CertSnapshot, RouteSnapshot, ServedCert, SiteRoutes};
 use tokio::net::TcpListener;
+
+/// The allocator the `slipway` binary uses, so the router is measured as it runs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str =
     "usage: route_to LISTEN_ADDR HOST UPSTREAM_ADDR [TLS_LISTEN_ADDR [CERT_PEM KEY_PEM]]";
@@ -35,12 +41,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
         _ => return Err(USAGE.into()),
     };
-    let _metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    let metrics = std::env::var("ROUTE_TO_METRICS").unwrap_or_else(|_| "on".to_owned());
+    let _recorder = match metrics.as_str() {
+        "on" | "prometheus" => {
+            Some(metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?)
+        }
+        "off" => None,
+        other => {
+            return Err(format!("ROUTE_TO_METRICS `{other}` must be on, prometheus or off").into());
+        }
+    };
     let listen: SocketAddr = listen.parse()?;
     let tls_listen: Option<SocketAddr> = tls.map(|(addr, _)| addr.parse()).transpose()?;
     // No `https_port`: plain HTTP is benchmarked too, so it must be proxied, not redirected.
     let router = Router::new(RouterConfig {
         listen_port: listen.port(),
+        app_traffic: metrics == "on",
         ..RouterConfig::default()
     });
     router.update(&RouteSnapshot {
@@ -54,6 +70,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 release: "bench".to_owned(),
             }],
             maintenance: false,
+            canary: None,
+            rate_limit: None,
         }],
     });
     let mut servers = tokio::task::JoinSet::new();

@@ -187,7 +187,7 @@ mod tests {
             HeaderValue::from_static("0190a2b4-7c2e-7def-8abc-0123456789ab"),
             HeaderValue::from_static("10.0.0.1, 127.0.0.1"),
             None,
-            Arc::new(AppMetrics::new("demo")),
+            Arc::new(AppMetrics::new("demo", None)),
         )
     }
 
@@ -233,7 +233,7 @@ mod tests {
             HeaderValue::from_static("id"),
             HeaderValue::from_static("1.2.3.4"),
             None,
-            Arc::new(AppMetrics::new("demo")),
+            Arc::new(AppMetrics::new("demo", None)),
         );
         assert!(log.line(None, 0).contains(" host=evil.com_status_200 "));
     }

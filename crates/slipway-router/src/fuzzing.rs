@@ -31,6 +31,8 @@ pub fn route(hosts: &[String], uri: &[u8], host_header: &[u8]) {
             hosts: hosts.to_vec(),
             backends: Vec::new(),
             maintenance: false,
+            canary: None,
+            rate_limit: None,
         }],
     };
     let table = RouteTable::build(&snapshot, &mut Counters::default(), &|| {
@@ -151,6 +153,8 @@ pub fn serve(input: &[u8]) -> Vec<u8> {
             hosts: vec![host.to_owned()],
             backends: Vec::new(),
             maintenance,
+            canary: None,
+            rate_limit: None,
         };
         router.update(&RouteSnapshot {
             sites: vec![

@@ -1,6 +1,8 @@
 //! Header rules: which host a request is for, the request id, the `X-Forwarded-*` family, and
 //! the hop-by-hop headers that describe one connection and must not cross the proxy.
 
+use std::cell::Cell;
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -14,7 +16,6 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 static X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
 /// The authority a request is addressed to (`Example.com:8080`) and the lowercase host name
 /// without port or trailing dot that the route table is keyed by.
@@ -34,6 +35,17 @@ pub(crate) fn target<B>(req: &Request<B>) -> Result<Target, ProxyError> {
             .cloned()
             .ok_or(ProxyError::MissingHost)?,
     };
+    // The usual case, a lowercase name without port or trailing dot, needs no parsing: such
+    // bytes always make a valid authority, and its host is the whole of it.
+    let plain = authority.as_bytes();
+    if plain.last().is_some_and(|last| *last != b'.')
+        && plain
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.'))
+    {
+        let host = plain.iter().copied().map(char::from).collect();
+        return Ok(Target { authority, host });
+    }
     let invalid = || ProxyError::InvalidHost {
         host: String::from_utf8_lossy(authority.as_bytes()).into_owned(),
     };
@@ -52,11 +64,46 @@ pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
         .get(&X_REQUEST_ID)
         .filter(|value| is_valid_request_id(value.as_bytes()))
         .cloned()
-        .unwrap_or_else(|| {
-            let mut text = uuid::Uuid::encode_buffer();
-            let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text);
-            HeaderValue::from_str(id).expect("a UUID is a valid header value")
-        })
+        .unwrap_or_else(new_request_id)
+}
+
+/// A UUIDv7: the time in milliseconds, then 74 random bits. `Uuid::now_v7` asks the kernel
+/// for its random bits on every call (a `getrandom` system call, 1.5 per request on average,
+/// as many as the request's own socket reads); an id only has to be unique, not secret, so
+/// they come from a per-thread generator seeded once by the standard library's own random
+/// hash keys.
+fn new_request_id() -> HeaderValue {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let random = ID_RANDOM.with(|state| {
+        let (high, low) = (splitmix64(state), splitmix64(state));
+        (u128::from(high) << 64 | u128::from(low)).to_le_bytes()
+    });
+    let mut bits = [0; 10];
+    bits.copy_from_slice(&random[..10]);
+    let id =
+        uuid::Builder::from_unix_timestamp_millis(u64::try_from(millis).unwrap_or(u64::MAX), &bits)
+            .into_uuid();
+    let mut text = uuid::Uuid::encode_buffer();
+    let id = id.hyphenated().encode_lower(&mut text);
+    HeaderValue::from_str(id).expect("a UUID is a valid header value")
+}
+
+thread_local! {
+    static ID_RANDOM: Cell<u64> = Cell::new(RandomState::new().build_hasher().finish());
+}
+
+/// One step of SplitMix64: a full-period generator whose outputs pass statistical tests,
+/// plenty for ids that must not collide.
+fn splitmix64(state: &Cell<u64>) -> u64 {
+    let next = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+    state.set(next);
+    let mut z = next;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 pub(crate) fn is_valid_request_id(id: &[u8]) -> bool {
@@ -107,17 +154,30 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// `Connection` header names. When `upgrade` is set the switch itself must reach the other side,
 /// so `Connection: upgrade` and `Upgrade` are kept.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    // Most messages carry none: one pass over the names beats a lookup per listed header.
-    if !headers.keys().any(is_hop_by_hop) {
+    // Most messages carry none, or only `Connection: keep-alive` (most apps' responses): one
+    // pass over the names finds which are there, and only those are looked up and removed.
+    let mut present = [false; HOP_BY_HOP.len()];
+    let mut proxy = false;
+    for name in headers.keys() {
+        match HOP_BY_HOP.iter().position(|hop| hop == name) {
+            Some(index) => present[index] = true,
+            None => proxy |= name.as_str().starts_with("proxy-"),
+        }
+    }
+    if !proxy && !present.contains(&true) {
         return;
     }
     // `keep-alive` and `upgrade`, the usual tokens besides `close`, name headers dropped below.
-    let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter(|token| {
-            !token.eq_ignore_ascii_case("keep-alive") && !token.eq_ignore_ascii_case("upgrade")
-        })
-        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
-        .collect();
+    let named: Vec<HeaderName> = if present[0] {
+        connection_tokens(headers)
+            .filter(|token| {
+                !token.eq_ignore_ascii_case("keep-alive") && !token.eq_ignore_ascii_case("upgrade")
+            })
+            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let upgrade_to = if upgrade {
         headers.get(header::UPGRADE).cloned()
     } else {
@@ -126,23 +186,20 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     for name in named {
         headers.remove(name);
     }
-    for name in [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-    ] {
-        headers.remove(name);
+    for (name, present) in HOP_BY_HOP.iter().zip(present) {
+        if present {
+            headers.remove(name);
+        }
     }
-    let proxy_headers: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("proxy-"))
-        .cloned()
-        .collect();
-    for name in proxy_headers {
-        headers.remove(name);
+    if proxy {
+        let proxy_headers: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| name.as_str().starts_with("proxy-"))
+            .cloned()
+            .collect();
+        for name in proxy_headers {
+            headers.remove(name);
+        }
     }
     if let Some(protocol) = upgrade_to {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -150,19 +207,21 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// The headers dropped whatever `Connection` says. Any header `Connection` names is only
-/// there if `Connection` is, which this also catches.
+/// The headers dropped whatever `Connection` says, `Connection` first. Any header `Connection`
+/// names is only there if `Connection` is.
+static HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Whether [`strip_hop_by_hop`] drops `name` whatever `Connection` says.
+#[cfg(feature = "fuzzing")]
 pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
-    [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-    ]
-    .contains(&name)
-        || name.as_str().starts_with("proxy-")
+    HOP_BY_HOP.contains(name) || name.as_str().starts_with("proxy-")
 }
 
 /// What the app is told about the original request.
@@ -237,6 +296,11 @@ mod tests {
         let generated = request_id(&headers);
         assert_ne!(generated, "short");
         assert!(is_valid_request_id(generated.as_bytes()));
+
+        let other = request_id(&headers);
+        assert_ne!(generated, other, "ids are unique");
+        let parsed = uuid::Uuid::parse_str(generated.to_str().expect("ascii")).expect("a UUID");
+        assert_eq!(parsed.get_version_num(), 7);
 
         let kept = "0123456789abcdefghijKLMN+/=-";
         headers.insert(&X_REQUEST_ID, HeaderValue::from_static(kept));

@@ -11,12 +11,17 @@ pub mod fuzzing;
 mod headers;
 mod pages;
 mod proxy;
+mod ratelimit;
+mod release_stats;
 mod router;
 mod server;
+mod split;
 mod stats;
 mod table;
 mod tls;
 
 pub use access_log::{AccessLogSink, LOG_TARGET};
+pub use release_stats::ReleaseCounts;
 pub use router::{Router, RouterConfig};
+pub use stats::{TrafficReading, TrafficTotals};
 pub use tls::{CertLoadError, CertProblem};

@@ -22,6 +22,7 @@ use crate::connector::ConnectTiming;
 use crate::error::{ErrorOrigin, ProxyError};
 use crate::headers::{self, Forwarding, Target, X_REQUEST_ID};
 use crate::pages;
+use crate::ratelimit::{self, Refusal};
 use crate::router::Router;
 use crate::server::{Peer, Slot};
 use crate::table::{InFlight, Site};
@@ -63,10 +64,12 @@ impl Router {
             None
         } else {
             self.answer_plain_http(&req, target.as_ref().ok())
-        };
+        }
+        .or_else(|| self.rate_limited(target.as_ref().ok(), client));
         let mut response = match local {
             Some(Local::Challenge(key_authorization)) => challenge_response(key_authorization, log),
             Some(Local::Redirect(location)) => redirect_response(location, log),
+            Some(Local::RateLimited(refusal)) => ratelimit::response(refusal, log),
             None => {
                 let outcome = match target {
                     Ok(target) => {
@@ -109,6 +112,14 @@ impl Router {
             format!("https://{}:{port}{path}", target.host)
         };
         HeaderValue::try_from(location).ok().map(Local::Redirect)
+    }
+
+    /// A refusal when the host's app has a rate limit and the client's bucket is empty.
+    fn rate_limited(&self, target: Option<&Target>, client: &Peer) -> Option<Local> {
+        let site = Arc::clone(self.table.load().site(&target?.host)?);
+        let limiter = site.limiter.as_ref()?;
+        let retry_after = limiter.check(ratelimit::peer_ip(&client.ip)?).err()?;
+        Some(Local::RateLimited(Refusal { site, retry_after }))
     }
 
     async fn forward(
@@ -162,9 +173,11 @@ impl Router {
         let deadline = tokio::time::Instant::now() + self.config.request_timeout;
         let mut failed = None;
         loop {
-            let picked = site.pick(failed).ok_or_else(|| ProxyError::NoBackends {
-                app: site.app.clone(),
-            })?;
+            let picked = site
+                .pick(failed, &headers)
+                .ok_or_else(|| ProxyError::NoBackends {
+                    app: site.app.clone(),
+                })?;
             let addr = picked.backend.addr;
             log.dyno = Some(picked.backend.dyno.clone());
 
@@ -181,7 +194,8 @@ impl Router {
             } else {
                 std::mem::take(&mut headers)
             };
-            let (in_flight, client) = (picked.in_flight, picked.client);
+            let (mut in_flight, client) = (picked.in_flight, picked.client);
+            let set_cookie = picked.set_cookie;
 
             let sent_at = Instant::now();
             log.sent_at = Some(sent_at);
@@ -214,6 +228,11 @@ impl Router {
                 .extensions()
                 .get::<ConnectTiming>()
                 .map(|timing| timing.for_request_sent_at(sent_at));
+            in_flight.answered(response.status());
+            let mut response = response;
+            if let Some(cookie) = set_cookie {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
             if response.status() == StatusCode::SWITCHING_PROTOCOLS && client_upgrade.is_none() {
                 return Err(ProxyError::UnexpectedUpgrade { addr });
             }
@@ -232,6 +251,8 @@ enum Local {
     Challenge(Option<String>),
     /// `Location` of the HTTPS URL for the same request.
     Redirect(HeaderValue),
+    /// 429: the client is over the app's rate limit.
+    RateLimited(Refusal),
 }
 
 /// The key authorization, or 404 when no such challenge is pending: a stale token must fail

@@ -10,14 +10,15 @@ use bytes::Bytes;
 use http_body_util::{Either, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use slipway_types::{CertSnapshot, RouteSnapshot};
+use slipway_types::{AppName, CertSnapshot, RouteSnapshot};
 use tokio::sync::Semaphore;
 
 use crate::access_log::AccessLogSink;
 use crate::body::RequestBody;
 use crate::challenge::Challenges;
 use crate::connector::TimedConnector;
-use crate::stats::AppMetrics;
+use crate::release_stats::ReleaseCounts;
+use crate::stats::{AppMetrics, Traffic, TrafficReading};
 use crate::table::{Counters, RouteTable};
 use crate::tls::{CertLoadError, Tls};
 
@@ -48,8 +49,8 @@ pub struct RouterConfig {
     /// 413 unless the app has already answered.
     pub max_body_bytes: u64,
     /// How long a client has to send a complete request head once it has started one (or once
-    /// its connection is open): a client trickling headers byte by byte (slowloris) holds a
-    /// connection no longer than this.
+    /// its connection is open), and to complete its TLS handshake: a client trickling headers
+    /// byte by byte (slowloris) holds a connection no longer than this.
     pub header_read_timeout: Duration,
     /// How long a connection with no request in progress and nothing sent stays open for the
     /// next request (keep-alive).
@@ -57,6 +58,9 @@ pub struct RouterConfig {
     /// Client connections open at once, over both listeners, TLS handshakes included. Beyond
     /// it new connections wait in the listen backlog until one closes.
     pub max_connections: usize,
+    /// Keeps each app's requests, bytes and latencies as totals [`Router::traffic`] reads,
+    /// besides the Prometheus series. Off only to measure what it costs.
+    pub app_traffic: bool,
 }
 
 /// Heroku's limits (30 s to answer, 5 s to connect) behind the standard HTTP port, 64 KiB of
@@ -75,6 +79,7 @@ impl Default for RouterConfig {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            app_traffic: true,
         }
     }
 }
@@ -105,13 +110,15 @@ impl Router {
     /// A router with an empty route table and no certificates: every host gets 404 until the
     /// first update, and every TLS client gets a self-signed certificate generated here.
     pub fn new(config: RouterConfig) -> Arc<Router> {
+        let mut counters = Counters::default();
+        counters.traffic = Traffic::new(config.app_traffic);
         Arc::new(Router {
             connection_slots: Arc::new(Semaphore::new(
                 config.max_connections.min(Semaphore::MAX_PERMITS),
             )),
             config,
             table: ArcSwap::from_pointee(RouteTable::default()),
-            counters: Mutex::new(Counters::default()),
+            counters: Mutex::new(counters),
             tls: Tls::new(),
             challenges: Challenges::default(),
             unknown_host_metrics: OnceLock::new(),
@@ -119,8 +126,26 @@ impl Router {
     }
 
     pub(crate) fn unknown_host_metrics(&self) -> &Arc<AppMetrics> {
-        self.unknown_host_metrics
-            .get_or_init(|| Arc::new(AppMetrics::new("")))
+        self.unknown_host_metrics.get_or_init(|| {
+            let traffic = self
+                .counters
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .traffic
+                .unknown_hosts();
+            Arc::new(AppMetrics::new("", traffic))
+        })
+    }
+
+    /// Every routed app's request totals since it was first routed, and those of requests
+    /// for unknown hosts: the server takes differences between readings. Empty when
+    /// [`RouterConfig::app_traffic`] is off.
+    pub fn traffic(&self) -> TrafficReading {
+        self.counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .traffic
+            .reading()
     }
 
     /// Replaces the served certificates atomically: the next handshake picks from the new set,
@@ -177,5 +202,15 @@ impl Router {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .in_flight(addr)
+    }
+
+    /// What `release` of `app` has served since the app's routes first carried a canary: the
+    /// deployer subtracts a reading taken when the canary started to judge it. Zeros when the
+    /// app runs no canary.
+    pub fn release_counts(&self, app: &AppName, release: &str) -> ReleaseCounts {
+        self.counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .release_counts(app, release)
     }
 }

@@ -7,11 +7,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{HeaderValue, Request, Version, header};
+use http::{HeaderValue, Request, StatusCode, Version, header};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -20,7 +20,7 @@ use metrics::Gauge;
 use rustls::HandshakeKind;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -32,20 +32,9 @@ use crate::stats;
 /// container before stopping it.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long a shutdown keeps serving open connections before closing the idle ones. A client
-/// may be sending its next request on a keep-alive connection just as the router stops; closing
-/// that connection would lose the request. Until this has passed, HTTP/1.x connections get one
-/// more request answered with `Connection: close`, after which the client reconnects (to the
-/// listening socket a successor process has taken over).
-const DRAIN_GRACE: Duration = Duration::from_secs(2);
-
 /// Pause after an accept error that is not about one connection (out of file descriptors), so
 /// the loop does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// How long a client has to complete the TLS handshake, so one that connects and stays silent
-/// gives its socket back instead of holding it forever.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How the requests of one listener reached the router, as the app is told in
 /// `X-Forwarded-Proto` and `X-Forwarded-Port`.
@@ -79,11 +68,12 @@ impl Peer {
 }
 
 impl Router {
-    /// Serves plain HTTP on `listener` until `shutdown` resolves, then stops accepting, serves
-    /// open connections 2 s more (HTTP/1.x answers saying `Connection: close`), lets every
-    /// connection finish its current request (idle ones close) and returns when they are done
-    /// or after 30 s, dropping whatever is left. Upgraded connections (WebSocket) are not
-    /// waited for.
+    /// Serves plain HTTP on `listener` until `shutdown` resolves, then stops accepting and
+    /// drains: no connection is closed while its client may be sending on it. HTTP/2
+    /// connections get GOAWAY and finish their streams; HTTP/1.x connections answer their next
+    /// request with `Connection: close`, or close at their usual idle or header deadline.
+    /// Returns when every connection is done, or after 30 s, dropping whatever is left.
+    /// Upgraded connections (WebSocket) are not waited for.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
@@ -98,8 +88,8 @@ impl Router {
 
     /// Serves HTTPS on `listener` like [`Router::serve`] serves HTTP, with the certificates of
     /// the last [`Router::update_certs`] chosen by SNI and HTTP/2 or HTTP/1.1 chosen by ALPN.
-    /// Each handshake runs beside the accept loop and is given up after 10 s; a shutdown drops
-    /// handshakes still in progress, since no request has been made on them yet.
+    /// Each handshake runs beside the accept loop and is given up after the header read
+    /// timeout; a shutdown lets handshakes in progress finish and answers one request on them.
     pub async fn serve_tls(
         self: Arc<Self>,
         listener: TcpListener,
@@ -140,12 +130,16 @@ impl Router {
                     }
                 },
             };
-            // At the cap, this connection waits here and the next ones in the listen backlog.
-            let slot = tokio::select! {
-                () = &mut shutdown => break,
-                slot = Arc::clone(&self.connection_slots).acquire_owned() => {
-                    slot.expect("the connection semaphore is never closed")
-                }
+            // Below the cap a connection accepted is always served, even if the shutdown has
+            // just begun. At the cap, it waits here and the next ones in the listen backlog.
+            let slot = match Arc::clone(&self.connection_slots).try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => tokio::select! {
+                    () = &mut shutdown => break,
+                    slot = Arc::clone(&self.connection_slots).acquire_owned() => {
+                        slot.expect("the connection semaphore is never closed")
+                    }
+                },
             };
             while connections.try_join_next().is_some() {}
             if let Err(err) = stream.set_nodelay(true) {
@@ -160,7 +154,7 @@ impl Router {
                 slot: Arc::new(Slot::new(slot, inbound.https)),
             };
             match &tls {
-                None => connections.spawn(connection.serve(stream)),
+                None => connections.spawn(connection.serve(stream, false)),
                 Some(acceptor) => connections.spawn(connection.handshake(acceptor.clone(), stream)),
             };
         }
@@ -204,7 +198,7 @@ impl Router {
             slot: Arc::new(Slot::new(permit, false)),
             router: self,
         };
-        connection.serve(io).await;
+        connection.serve(io, false).await;
     }
 
     /// HTTP/1.1 and HTTP/2 with the configured header limit. hyper's own header read timeout
@@ -265,13 +259,13 @@ struct Connection {
 }
 
 impl Connection {
-    async fn handshake(mut self, acceptor: TlsAcceptor, stream: TcpStream) {
+    /// The handshake is finished even when a shutdown starts meanwhile: the client is about to
+    /// send a request on it, and dropping it would fail that request. A client that stays silent
+    /// is let go after the header read timeout, as on plain HTTP.
+    async fn handshake(self, acceptor: TlsAcceptor, stream: TcpStream) {
         let peer = self.peer;
-        let outcome = tokio::select! {
-            outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => outcome,
-            _ = self.stopping.wait_for(|stopping| *stopping) => return,
-        };
-        let tls = match outcome {
+        let timeout = self.router.config.header_read_timeout;
+        let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(err)) => {
                 stats::count_handshake("failed");
@@ -284,16 +278,25 @@ impl Connection {
                 return;
             }
         };
-        stats::count_handshake(match tls.get_ref().1.handshake_kind() {
+        let session = tls.get_ref().1;
+        stats::count_handshake(match session.handshake_kind() {
             Some(HandshakeKind::Resumed) => "resumed",
             _ => "full",
         });
-        self.serve(tls).await;
+        let http2 = session.alpn_protocol() == Some(b"h2");
+        self.serve(tls, http2).await;
     }
 
     /// Serves requests until the client closes, the connection stays idle or half-sent too
-    /// long, or the router shuts down (then the request in progress is finished first).
-    async fn serve<I>(self, io: I)
+    /// long, or the router shuts down. `http2` is set when ALPN already chose HTTP/2.
+    ///
+    /// A shutdown never closes a connection under a client that may be sending on it. An
+    /// HTTP/2 client gets GOAWAY, which says which streams will still be answered, so it sends
+    /// nothing more and reconnects. HTTP/1.x has no such message: its connection stays open,
+    /// and its next response (the one in progress, if any) says `Connection: close`, after which
+    /// hyper closes it; a connection that stays idle is closed only by its usual idle or header
+    /// deadline, or by the drain timeout, as it would have been without the shutdown.
+    async fn serve<I>(self, io: I, http2: bool)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -305,7 +308,7 @@ impl Connection {
             inbound,
             slot,
         } = self;
-        let activity = Arc::new(Activity::new());
+        let activity = Arc::new(Activity::new(http2));
         let io = TokioIo::new(Watched {
             io,
             activity: Arc::clone(&activity),
@@ -326,10 +329,17 @@ impl Connection {
                     req.extensions_mut().insert(Arc::clone(&slot));
                 }
                 let http1 = req.version() < Version::HTTP_2;
+                if !http1 {
+                    activity.saw_http2();
+                }
                 let stopping = stopping.clone();
                 async move {
                     let mut response = router.handle(req, &client).await;
-                    if http1 && *stopping.borrow() {
+                    // A 101 must keep its `Connection: upgrade`; the tunnel ends by itself.
+                    if http1
+                        && *stopping.borrow()
+                        && response.status() != StatusCode::SWITCHING_PROTOCOLS
+                    {
                         response
                             .headers_mut()
                             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -339,28 +349,24 @@ impl Connection {
             }
         });
         let mut connection = pin!(builder.serve_connection_with_upgrades(io, service));
-        let closing = tokio::select! {
-            served = connection.as_mut() => {
-                connection_ended(peer, served);
-                return;
+        let mut draining = false;
+        let expired = loop {
+            if draining && activity.http2.load(Ordering::Relaxed) {
+                break None;
             }
-            _ = stopping.wait_for(|stopping| *stopping) => None,
-            reason = activity.expired(limits) => Some(reason),
-        };
-        if closing.is_none() {
-            // Shutting down: one more request, answered with `Connection: close`, ends the
-            // connection by itself; otherwise it is closed once the grace is over.
             tokio::select! {
                 served = connection.as_mut() => {
                     connection_ended(peer, served);
                     return;
                 }
-                () = tokio::time::sleep(DRAIN_GRACE) => {}
+                _ = stopping.wait_for(|stopping| *stopping), if !draining => draining = true,
+                () = activity.http2_started.notified(), if draining => {}
+                reason = activity.expired(limits) => break Some(reason),
             }
-        }
+        };
         connection.as_mut().graceful_shutdown();
-        let served = match closing {
-            // The request in progress may take its time, bounded by the drain.
+        let served = match expired {
+            // GOAWAY is sent: the streams in progress may take their time, bounded by the drain.
             None => connection.await,
             Some(reason) => {
                 stats::count_closed(reason);
@@ -399,17 +405,32 @@ struct Activity {
     /// request head on its way; [`NOT_STARTED`] otherwise. A new connection starts there, so
     /// one that never sends anything is held no longer than a slow head.
     head_since: AtomicU64,
+    /// The connection speaks HTTP/2 (ALPN said so, or a request came as HTTP/2), so a shutdown
+    /// can end it with GOAWAY.
+    http2: AtomicBool,
+    /// Wakes a draining connection whose first HTTP/2 request arrives after the shutdown began
+    /// (prior knowledge on plain HTTP), so it gets its GOAWAY.
+    http2_started: Notify,
 }
 
 const NOT_STARTED: u64 = u64::MAX;
 
 impl Activity {
-    fn new() -> Self {
+    fn new(http2: bool) -> Self {
         Self {
             started: tokio::time::Instant::now(),
             open: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             head_since: AtomicU64::new(0),
+            http2: AtomicBool::new(http2),
+            http2_started: Notify::new(),
+        }
+    }
+
+    fn saw_http2(&self) {
+        if !self.http2.load(Ordering::Relaxed) {
+            self.http2.store(true, Ordering::Relaxed);
+            self.http2_started.notify_one();
         }
     }
 

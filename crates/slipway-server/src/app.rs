@@ -14,11 +14,13 @@ use crate::auth::{Caller, TokenSigner, refusal};
 use crate::certs::Certs;
 use crate::config::ServerConfig;
 use crate::deployer::Deployer;
+use crate::drains::Drains;
 use crate::error::ApiResult;
 use crate::logs::LogHub;
 use crate::passwords::LoginLimits;
 use crate::push::BuildQueue;
 use crate::runs::Runs;
+use crate::timeseries::TimeSeries;
 
 pub struct Platform {
     pub config: ServerConfig,
@@ -30,13 +32,19 @@ pub struct Platform {
     pub builds: BuildQueue,
     pub runs: Runs,
     pub logs: Arc<LogHub>,
+    /// Ships the logs to each app's drains.
+    pub drains: Drains,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub addons: Addons,
     /// Custom domains, the built-in DNS server's records and certificates.
     pub certs: Certs,
     pub logins: LoginLimits,
+    /// Per-app metrics over time; subscribe for each bucket as it closes.
+    pub series: TimeSeries,
     pub started: std::time::Instant,
+    /// Whether this server holds the leader lease: only the leader deploys and runs the loops.
+    pub leadership: crate::leader::Leadership,
 }
 
 #[derive(Clone)]

@@ -168,25 +168,33 @@ impl Certs {
                 || domain
                     .checked_at
                     .is_none_or(|at| now - at >= RECHECK_VERIFIED_EVERY);
-            if due {
+            let status = if due {
                 let status = self.check(&domain).await?;
                 changed |= status != domain.dns_status;
-                if status != DnsStatus::Verified {
-                    continue;
-                }
-            } else if domain.dns_status != DnsStatus::Verified {
-                continue;
-            }
-            if self.acme.is_some() && self.store.certs_auto(domain.app_id).await? {
-                self.store
-                    .want_certificate(domain.hostname.as_str(), Some(domain.app_id))
-                    .await?;
+                status
+            } else {
+                domain.dns_status
+            };
+            if status == DnsStatus::Verified {
+                changed |= self.want_certificate(&domain).await?;
             }
         }
         if let Some(wildcard) = self.wildcard_name() {
-            self.store.want_certificate(&wildcard, None).await?;
+            changed |= self.store.want_certificate(&wildcard, None).await?;
         }
         Ok(changed)
+    }
+
+    /// Wants a certificate for a domain whose DNS points here, when its app takes automatic
+    /// certificates. True when it was not wanted before: the ordering loop has work.
+    pub async fn want_certificate(&self, domain: &Domain) -> anyhow::Result<bool> {
+        if self.acme.is_none() || !self.store.certs_auto(domain.app_id).await? {
+            return Ok(false);
+        }
+        Ok(self
+            .store
+            .want_certificate(domain.hostname.as_str(), Some(domain.app_id))
+            .await?)
     }
 
     /// Checks one domain's DNS now and records the result.

@@ -17,9 +17,14 @@ pub struct ServerArgs {
     /// State: SQLite file, bare git repos, build caches [default: ./.slipway]
     #[arg(long, env = "SLIPWAY_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Control-plane store [default: sqlite://<data-dir>/slipway.db]
+    /// Control-plane store, `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB` (several
+    /// servers may share one PostgreSQL) [default: sqlite://<data-dir>/slipway.db]
     #[arg(long, env = "SLIPWAY_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// How long the leader's lease lasts without renewal: a follower takes over deploys this
+    /// long after the leader dies. Renewed every third of it [default: 15s]
+    #[arg(long, env = "SLIPWAY_LEADER_LEASE")]
+    pub leader_lease: Option<String>,
     /// REST API, git smart-HTTP and /healthz [default: 127.0.0.1:7070]
     #[arg(long, env = "SLIPWAY_API_LISTEN")]
     pub api_listen: Option<SocketAddr>,
@@ -44,12 +49,25 @@ pub struct ServerArgs {
     /// PEM file of extra CA certificates trusted inside build containers
     #[arg(long, env = "SLIPWAY_BUILD_CA_BUNDLE")]
     pub build_ca_bundle: Option<PathBuf>,
+    /// PEM file of extra CA certificates trusted when shipping logs to syslog+tls:// and
+    /// https:// drains, on top of the system's
+    #[arg(long, env = "SLIPWAY_DRAIN_CA_BUNDLE")]
+    pub drain_ca_bundle: Option<PathBuf>,
+    /// Lines buffered per log drain while its receiver is slow or down [default: 10000]
+    #[arg(long, env = "SLIPWAY_DRAIN_BUFFER_LINES", hide = true)]
+    pub drain_buffer_lines: Option<usize>,
     /// Key that signs API tokens [default: <data-dir>/master.key, created 0600]
     #[arg(long, env = "SLIPWAY_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
     /// How many builds of different apps may run at once [default: 2]
     #[arg(long, env = "SLIPWAY_BUILD_CONCURRENCY")]
     pub build_concurrency: Option<usize>,
+    /// A build still running after this long is stopped, like `90s`, `30m` or `2h` [default: 30m]
+    #[arg(long, env = "SLIPWAY_BUILD_TIMEOUT")]
+    pub build_timeout: Option<String>,
+    /// Memory each build container may use, like `512M` or `4G`, from 64M to 64G [default: 2G]
+    #[arg(long, env = "SLIPWAY_BUILD_MEMORY")]
+    pub build_memory: Option<String>,
     /// Log lines kept per app, in memory and on disk under <data-dir>/logs [default: 1500]
     #[arg(long, env = "SLIPWAY_LOG_LINES")]
     pub log_lines: Option<usize>,
@@ -86,6 +104,9 @@ pub struct ServerArgs {
     /// DNS server that domain checks ask, like 127.0.0.1:53 [default: the system's resolvers]
     #[arg(long, env = "SLIPWAY_DNS_RESOLVER")]
     pub dns_resolver: Option<SocketAddr>,
+    /// Width of the metrics time series' short buckets [default: 60s]; tests shorten it
+    #[arg(long, env = "SLIPWAY_METRICS_BUCKET", hide = true)]
+    pub metrics_bucket: Option<String>,
 }
 
 /// The same settings as they appear in the TOML file.
@@ -94,6 +115,7 @@ pub struct ServerArgs {
 struct FileConfig {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    leader_lease: Option<String>,
     api_listen: Option<SocketAddr>,
     http_listen: Option<SocketAddr>,
     https_listen: Option<SocketAddr>,
@@ -102,8 +124,12 @@ struct FileConfig {
     runtime: Option<String>,
     stack_image: Option<String>,
     build_ca_bundle: Option<PathBuf>,
+    drain_ca_bundle: Option<PathBuf>,
+    drain_buffer_lines: Option<usize>,
     master_key_file: Option<PathBuf>,
     build_concurrency: Option<usize>,
+    build_timeout: Option<String>,
+    build_memory: Option<String>,
     log_lines: Option<usize>,
     release_timeout: Option<String>,
     postgres_image: Option<String>,
@@ -123,6 +149,8 @@ struct FileConfig {
 pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub database_url: String,
+    /// How long the leader's lease lasts without renewal.
+    pub leader_lease: Duration,
     pub api_listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub https_listen: SocketAddr,
@@ -130,8 +158,15 @@ pub struct ServerConfig {
     pub apps_domain: String,
     pub stack_image: String,
     pub build_ca_bundle: Option<PathBuf>,
+    /// Extra roots for drains' TLS.
+    pub drain_ca_bundle: Option<PathBuf>,
+    /// Lines each drain buffers before it drops the oldest.
+    pub drain_buffer_lines: usize,
     pub master_key_file: PathBuf,
     pub build_concurrency: usize,
+    pub build_timeout: Duration,
+    /// Bytes of memory per build container.
+    pub build_memory: i64,
     /// Lines of each app's log that `slipway logs` can show, kept across restarts.
     pub log_lines: usize,
     pub release_timeout: Duration,
@@ -147,6 +182,8 @@ pub struct ServerConfig {
     pub public_ip: IpAddr,
     /// `None`: the system's resolvers.
     pub dns_resolver: Option<SocketAddr>,
+    /// Width of the metrics series' short buckets; an hour bucket is 60 of them.
+    pub metrics_bucket: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -183,15 +220,27 @@ impl ServerArgs {
             .database_url
             .or(file.database_url)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("slipway.db").display()));
-        if !database_url.starts_with("sqlite:") {
+        if !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| database_url.starts_with(scheme))
+        {
             return Err(ConfigError::Invalid {
                 setting: "--database-url",
                 message: format!(
-                    "`{}` is not supported yet: use a sqlite:// URL",
+                    "`{}` is not supported: use a sqlite:// or postgres:// URL",
                     redact_url(&database_url)
                 ),
             });
         }
+        let leader_lease = match self.leader_lease.or(file.leader_lease) {
+            Some(text) => parse_duration(&text)
+                .filter(|ttl| (3..=600).contains(&ttl.as_secs()))
+                .ok_or_else(|| ConfigError::Invalid {
+                    setting: "--leader-lease",
+                    message: format!("`{text}` is not a duration from 3s to 10m, like 15s"),
+                })?,
+            None => Duration::from_secs(15),
+        };
         let runtime = self
             .runtime
             .or(file.runtime)
@@ -217,6 +266,25 @@ impl ServerArgs {
                 message: format!("`{}` is not a readable file", bundle.display()),
             });
         }
+        let drain_ca_bundle = self.drain_ca_bundle.or(file.drain_ca_bundle);
+        if let Some(bundle) = &drain_ca_bundle
+            && !bundle.is_file()
+        {
+            return Err(ConfigError::Invalid {
+                setting: "--drain-ca-bundle",
+                message: format!("`{}` is not a readable file", bundle.display()),
+            });
+        }
+        let drain_buffer_lines = self
+            .drain_buffer_lines
+            .or(file.drain_buffer_lines)
+            .unwrap_or(crate::drains::DEFAULT_BUFFER_LINES);
+        if !(10..=1_000_000).contains(&drain_buffer_lines) {
+            return Err(ConfigError::Invalid {
+                setting: "--drain-buffer-lines",
+                message: format!("must be between 10 and 1000000, not {drain_buffer_lines}"),
+            });
+        }
         let build_concurrency = self
             .build_concurrency
             .or(file.build_concurrency)
@@ -227,12 +295,35 @@ impl ServerArgs {
                 message: format!("must be between 1 and 64, not {build_concurrency}"),
             });
         }
+        let build_timeout = match self.build_timeout.or(file.build_timeout) {
+            Some(text) => parse_duration(&text).ok_or_else(|| ConfigError::Invalid {
+                setting: "--build-timeout",
+                message: format!("`{text}` is not a duration from 1s to 24h: use a number with s, m or h, like 30m"),
+            })?,
+            None => Duration::from_secs(30 * 60),
+        };
+        let build_memory = match self.build_memory.or(file.build_memory) {
+            Some(text) => {
+                slipway_types::parse_memory(&text).map_err(|message| ConfigError::Invalid {
+                    setting: "--build-memory",
+                    message,
+                })?
+            }
+            None => 2 << 30,
+        };
         let release_timeout = match self.release_timeout.or(file.release_timeout) {
             Some(text) => parse_duration(&text).ok_or_else(|| ConfigError::Invalid {
                 setting: "--release-timeout",
                 message: format!("`{text}` is not a duration from 1s to 24h: use a number with s, m or h, like 30m"),
             })?,
             None => Duration::from_secs(30 * 60),
+        };
+        let metrics_bucket = match self.metrics_bucket {
+            Some(text) => parse_duration(&text).ok_or_else(|| ConfigError::Invalid {
+                setting: "--metrics-bucket",
+                message: format!("`{text}` is not a duration from 1s to 24h, like 60s"),
+            })?,
+            None => Duration::from_secs(60),
         };
         let log_lines = self
             .log_lines
@@ -272,6 +363,7 @@ impl ServerArgs {
             .unwrap_or_else(|| data_dir.join("master.key"));
         Ok(ServerConfig {
             database_url,
+            leader_lease,
             api_listen: self
                 .api_listen
                 .or(file.api_listen)
@@ -302,8 +394,12 @@ impl ServerArgs {
                 .or(file.stack_image)
                 .unwrap_or_else(|| "slipway/stack:trixie".into()),
             build_ca_bundle: build_ca_bundle.map(|p| absolute(&p)),
+            drain_ca_bundle: drain_ca_bundle.map(|p| absolute(&p)),
+            drain_buffer_lines,
             master_key_file: absolute(&master_key_file),
             build_concurrency,
+            build_timeout,
+            build_memory,
             log_lines,
             release_timeout,
             postgres_image: self
@@ -315,6 +411,7 @@ impl ServerArgs {
                 .or(file.redis_image)
                 .unwrap_or_else(|| "slipway/redis:8".into()),
             backup_retention: Duration::from_secs(u64::from(backup_retention) * 24 * 3600),
+            metrics_bucket,
             data_dir,
         })
     }
@@ -511,6 +608,57 @@ mod tests {
     }
 
     #[test]
+    fn build_limits_come_from_flag_or_file_and_bad_ones_are_one_line_errors() {
+        let config = ServerArgs::default().resolve().unwrap();
+        assert_eq!(config.build_timeout, Duration::from_secs(1800));
+        assert_eq!(config.build_memory, 2 << 30);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("slipway.toml");
+        std::fs::write(&file, "build-timeout = \"10m\"\nbuild-memory = \"4g\"\n").unwrap();
+        let from_file = ServerArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        let config = from_file.clone().resolve().unwrap();
+        assert_eq!(config.build_timeout, Duration::from_secs(600));
+        assert_eq!(config.build_memory, 4 << 30);
+        let config = ServerArgs {
+            build_timeout: Some("90s".into()),
+            build_memory: Some("512M".into()),
+            ..from_file
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(config.build_timeout, Duration::from_secs(90));
+        assert_eq!(config.build_memory, 512 << 20);
+        for (args, expected) in [
+            (
+                ServerArgs {
+                    build_timeout: Some("forever".into()),
+                    ..Default::default()
+                },
+                "--build-timeout `forever` is not a duration from 1s to 24h: use a number with s, m or h, like 30m",
+            ),
+            (
+                ServerArgs {
+                    build_memory: Some("lots".into()),
+                    ..Default::default()
+                },
+                "--build-memory `lots` is not a size: use a number with M or G, like 512M",
+            ),
+            (
+                ServerArgs {
+                    build_memory: Some("16M".into()),
+                    ..Default::default()
+                },
+                "--build-memory `16M` is out of range: use 64M to 64G",
+            ),
+        ] {
+            assert_eq!(args.resolve().unwrap_err().to_string(), expected);
+        }
+    }
+
+    #[test]
     fn release_timeout_takes_units() {
         for (text, seconds) in [("90s", 90), ("30m", 1800), ("2h", 7200), ("45", 45)] {
             let config = ServerArgs {
@@ -535,6 +683,39 @@ mod tests {
             assert!(
                 err.to_string().starts_with("--release-timeout"),
                 "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn postgres_urls_and_leader_leases_are_taken_within_bounds() {
+        let config = ServerArgs {
+            database_url: Some("postgres://u:secret@db/x".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(config.database_url, "postgres://u:secret@db/x");
+        assert_eq!(config.leader_lease, Duration::from_secs(15));
+        for (text, seconds) in [("3s", 3), ("1m", 60), ("10m", 600)] {
+            let config = ServerArgs {
+                leader_lease: Some(text.into()),
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap();
+            assert_eq!(config.leader_lease, Duration::from_secs(seconds), "{text}");
+        }
+        for bad in ["2s", "11m", "soon"] {
+            let err = ServerArgs {
+                leader_lease: Some(bad.into()),
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("--leader-lease `{bad}` is not a duration from 3s to 10m, like 15s")
             );
         }
     }
@@ -588,6 +769,32 @@ mod tests {
     }
 
     #[test]
+    fn drain_settings_are_checked_at_start() {
+        let config = ServerArgs::default().resolve().unwrap();
+        assert_eq!(config.drain_buffer_lines, 10_000);
+        assert_eq!(config.drain_ca_bundle, None);
+        for bad in [9, 1_000_001] {
+            let err = ServerArgs {
+                drain_buffer_lines: Some(bad),
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap_err();
+            assert!(
+                err.to_string().starts_with("--drain-buffer-lines"),
+                "{bad}: {err}"
+            );
+        }
+        let err = ServerArgs {
+            drain_ca_bundle: Some("/no/such/ca.pem".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().starts_with("--drain-ca-bundle"), "{err}");
+    }
+
+    #[test]
     fn bad_values_name_the_setting() {
         let err = ServerArgs {
             apps_domain: Some("bad domain".into()),
@@ -598,7 +805,7 @@ mod tests {
         assert!(err.to_string().starts_with("--apps-domain"), "{err}");
 
         let err = ServerArgs {
-            database_url: Some("postgres://u:secret@db/x".into()),
+            database_url: Some("mysql://u:secret@db/x".into()),
             ..Default::default()
         }
         .resolve()

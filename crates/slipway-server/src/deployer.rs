@@ -14,22 +14,29 @@ use std::time::Duration;
 
 use slipway_engine::ContainerEngine;
 
+use crate::alerts::{Notice, Notifier, ReleaseEvent};
 use crate::logs::LogHub;
 use slipway_router::Router;
 use slipway_store::{App, Release, Store};
 use slipway_types::api::{ProcessInfo, ProcessState, ReleaseStatus};
 use slipway_types::{
-    AppName, Backend, ContainerSpec, ProcessType, RouteSnapshot, SiteRoutes, labels,
+    AppName, Backend, ContainerSpec, ProcessType, RateLimit, RouteSnapshot, SiteRoutes, labels,
 };
 use tokio::sync::{OwnedMutexGuard, mpsc};
 use tokio::time::Instant;
 
+mod canary;
 mod health;
+
+pub use canary::CHECK_EVERY as CANARY_CHECK_EVERY;
 mod reconcile;
 mod rollout;
 
-/// The port every web process listens on inside its container (`$PORT`).
+/// The port a web process listens on inside its container (`$PORT`), unless its release
+/// names another (`app.json` `port`, or a Dockerfile's EXPOSE).
 pub const WEB_PORT: u16 = 5000;
+/// Label of a web container: the port it listens on, for finding it again after a restart.
+const PORT_LABEL: &str = "slipway.port";
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_MEMORY: i64 = 512 * 1024 * 1024;
@@ -54,6 +61,8 @@ pub struct DeployerConfig {
     pub apps_domain: String,
     /// How long a `release:` command may run.
     pub release_timeout: Duration,
+    /// Where release outcomes and crashes are reported, for webhooks and alerts.
+    pub notifier: Notifier,
 }
 
 pub struct Deployer {
@@ -75,6 +84,11 @@ pub struct Deployer {
     maintenance: Mutex<std::collections::BTreeSet<AppName>>,
     /// Crash restarts by slot (`app/web.1`): attempts so far and when the next may happen.
     restarts: Mutex<HashMap<String, (u32, Instant)>>,
+    /// Canaries running now, by app.
+    canaries: Mutex<BTreeMap<AppName, canary::Canary>>,
+    /// Rate limits at the router, by app.
+    rate_limits: Mutex<BTreeMap<AppName, RateLimit>>,
+    notifier: Notifier,
 }
 
 impl Deployer {
@@ -92,6 +106,7 @@ impl Deployer {
             instance: config.instance,
             apps_domain: config.apps_domain,
             release_timeout: config.release_timeout,
+            notifier: config.notifier,
             http: reqwest::Client::builder()
                 .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
@@ -101,11 +116,23 @@ impl Deployer {
             custom_hosts: Mutex::default(),
             maintenance: Mutex::default(),
             restarts: Mutex::default(),
+            canaries: Mutex::default(),
+            rate_limits: Mutex::default(),
         })
     }
 
     pub fn engine(&self) -> &Arc<dyn ContainerEngine> {
         &self.engine
+    }
+
+    /// Crash restarts of each slot (`app/web.1`) in its current streak; the count starts over
+    /// once the process has been stable. The metrics series counts restarts from its growth.
+    pub fn restart_attempts(&self) -> HashMap<String, u32> {
+        let restarts = self.restarts.lock().unwrap_or_else(|e| e.into_inner());
+        restarts
+            .iter()
+            .map(|(slot, (attempts, _))| (slot.clone(), *attempts))
+            .collect()
     }
 
     /// Labels of everything this installation runs for an app.
@@ -176,10 +203,12 @@ impl Deployer {
         env.insert("SLIPWAY_APP".into(), app.name.to_string());
         env.insert("SLIPWAY_RELEASE".into(), version.clone());
         env.insert("HOME".into(), "/app".into());
-        if process.is_web() {
-            env.insert("PORT".into(), WEB_PORT.to_string());
-        }
         let mut container_labels = self.app_labels(&app.name);
+        if process.is_web() {
+            let port = web_port(release).to_string();
+            env.insert("PORT".into(), port.clone());
+            container_labels.insert(PORT_LABEL.into(), port);
+        }
         container_labels.insert(labels::RELEASE.into(), version.clone());
         container_labels.insert(labels::PROCESS.into(), process.to_string());
         container_labels.insert(labels::INDEX.into(), index.to_string());
@@ -200,6 +229,28 @@ impl Deployer {
             memory_bytes: Some(memory_bytes.unwrap_or(DEFAULT_MEMORY)),
             ..ContainerSpec::default()
         }
+    }
+
+    /// Reports to the alerts worker (webhooks, alerts); never waits.
+    pub fn notify(&self, notice: Notice) {
+        self.notifier.send(notice);
+    }
+
+    /// Reports what became of a release, for the app's webhooks.
+    pub fn notify_release(
+        &self,
+        app: &App,
+        release: &Release,
+        event: ReleaseEvent,
+        reason: Option<String>,
+    ) {
+        self.notify(Notice::Release {
+            app: app.name.clone(),
+            event,
+            version: release.version.to_string(),
+            description: release.description.clone(),
+            reason,
+        });
     }
 
     /// A platform event in the app's log (`slipway[web.1]: …`).
@@ -257,15 +308,26 @@ impl Deployer {
             "release",
             format!("Deploying {} ({})", release.version, release.description),
         );
-        let outcome = match self.release_phase(app, release, progress).await {
-            Ok(()) => self
+        // The "how does the next release go out" decision, shared by pushes and promotions.
+        let superseded = canary::Verdict::Fail(format!("canary superseded by {}", release.version));
+        self.finish_canary_locked(app, Some(superseded)).await?;
+        let canary = self.canary_policy_for(app, release).await?;
+        let outcome = match (self.release_phase(app, release, progress).await, canary) {
+            (Ok(()), Some(policy)) => self
+                .start_canary(app, release, policy, progress)
+                .await
+                .map(|()| None)
+                .map_err(|reason| format!("canary failed to start: {reason}")),
+            (Ok(()), None) => self
                 .roll(app, release, None, progress)
                 .await
+                .map(Some)
                 .map_err(|reason| format!("automatic rollback: {reason}")),
-            Err(reason) => Err(format!("release phase failed: {reason}")),
+            (Err(reason), _) => Err(format!("release phase failed: {reason}")),
         };
         let rolled = match outcome {
-            Ok(rolled) => rolled,
+            Ok(Some(rolled)) => rolled,
+            Ok(None) => return Ok(()),
             Err(reason) => {
                 self.store
                     .set_release_status(release.id, ReleaseStatus::Failed, Some(&reason))
@@ -276,9 +338,20 @@ impl Deployer {
                     "release",
                     format!("Release {} failed: {reason}", release.version),
                 );
+                self.notify_release(app, release, ReleaseEvent::Failed, Some(reason.clone()));
                 return Err(DeployError::Failed(reason));
             }
         };
+        self.go_live(app, release, rolled).await
+    }
+
+    /// Makes a rolled-out release the current one and cleans up what it replaced.
+    async fn go_live(
+        &self,
+        app: &App,
+        release: &Release,
+        rolled: rollout::Rolled,
+    ) -> Result<(), DeployError> {
         self.store.promote_release(app.id, release.id).await?;
         tracing::info!(app = %app.name, version = %release.version, "release live");
         self.event(
@@ -286,6 +359,7 @@ impl Deployer {
             "release",
             format!("Release {} is live", release.version),
         );
+        self.notify_release(app, release, ReleaseEvent::Succeeded, None);
         for old in &rolled.leftovers {
             self.discard(app, old).await;
         }
@@ -421,6 +495,7 @@ impl Deployer {
         app: &App,
     ) -> Result<Vec<ProcessInfo>, slipway_engine::EngineError> {
         let containers = self.app_containers(&app.name, Some("process")).await?;
+        let canaries = self.canary_processes(&app.name).await;
         let restarts = self.restarts.lock().unwrap_or_else(|e| e.into_inner());
         let mut processes: Vec<ProcessInfo> = containers
             .iter()
@@ -431,6 +506,7 @@ impl Deployer {
                 let slot = format!("{}/{dyno}", app.name);
                 Some(ProcessInfo {
                     restarts: restarts.get(&slot).map_or(0, |(attempts, _)| *attempts),
+                    canary: false,
                     release: c.labels.get(labels::RELEASE).cloned().unwrap_or_default(),
                     state: if c.running {
                         ProcessState::Up
@@ -443,7 +519,8 @@ impl Deployer {
                 })
             })
             .collect();
-        processes.sort_by(|a, b| a.dyno.cmp(&b.dyno));
+        processes.extend(canaries);
+        processes.sort_by(|a, b| (&a.dyno, a.canary).cmp(&(&b.dyno, b.canary)));
         Ok(processes)
     }
 
@@ -531,6 +608,12 @@ impl Deployer {
         self.update_sites(|_| {});
     }
 
+    /// Replaces every app's rate limit in the route table.
+    pub fn set_rate_limits(&self, limits: impl IntoIterator<Item = (AppName, RateLimit)>) {
+        *self.rate_limits.lock().unwrap_or_else(|e| e.into_inner()) = limits.into_iter().collect();
+        self.update_sites(|_| {});
+    }
+
     pub fn set_custom_hosts(&self, hosts: BTreeMap<AppName, Vec<String>>) {
         *self.custom_hosts.lock().unwrap_or_else(|e| e.into_inner()) = hosts;
         self.update_sites(|_| {});
@@ -545,6 +628,8 @@ impl Deployer {
     fn snapshot(&self, sites: &BTreeMap<AppName, Vec<Backend>>) -> RouteSnapshot {
         let custom_hosts = self.custom_hosts.lock().unwrap_or_else(|e| e.into_inner());
         let maintenance = self.maintenance.lock().unwrap_or_else(|e| e.into_inner());
+        let canaries = self.canaries.lock().unwrap_or_else(|e| e.into_inner());
+        let rate_limits = self.rate_limits.lock().unwrap_or_else(|e| e.into_inner());
         RouteSnapshot {
             sites: sites
                 .iter()
@@ -555,6 +640,8 @@ impl Deployer {
                         .collect(),
                     backends: backends.clone(),
                     maintenance: maintenance.contains(app),
+                    canary: canaries.get(app).and_then(canary::Canary::routes),
+                    rate_limit: rate_limits.get(app).copied(),
                 })
                 .collect(),
         }
@@ -602,6 +689,20 @@ pub fn network_name(app: &AppName) -> String {
     format!("slipway-{app}")
 }
 
+/// The port the release's web processes listen on.
+fn web_port(release: &Release) -> u16 {
+    release.app_json.port.unwrap_or(WEB_PORT)
+}
+
+/// The port a web container listens on, as labelled when it was started; containers from
+/// before the label existed listen on `WEB_PORT`.
+fn container_port(labels: &BTreeMap<String, String>) -> u16 {
+    labels
+        .get(PORT_LABEL)
+        .and_then(|port| port.parse().ok())
+        .unwrap_or(WEB_PORT)
+}
+
 #[cfg(test)]
 mod tests {
     use slipway_engine::FakeEngine;
@@ -624,6 +725,7 @@ mod tests {
                 logs: LogHub::open(logs_dir.to_path_buf(), 100).unwrap(),
                 apps_domain: "localhost".into(),
                 release_timeout: Duration::from_secs(60),
+                notifier: Notifier::new().0,
             },
         )
         .unwrap()
@@ -686,5 +788,53 @@ mod tests {
                 "slipway/prune:1.6.0",
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn web_containers_listen_on_the_release_port_and_are_labelled_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in_memory().await.unwrap();
+        let owner = store.create_user("admin", Role::Admin).await.unwrap();
+        let app = store
+            .create_app(&"ported".parse().unwrap(), owner.id)
+            .await
+            .unwrap();
+        let mut releases = Vec::new();
+        for (minor, port) in [(0, None), (1, Some(8080))] {
+            let release = store
+                .create_release(
+                    NewRelease {
+                        app_id: app.id,
+                        version: semver::Version::new(1, minor, 0),
+                        image: "slipway/ported:1.0.0".into(),
+                        config: Default::default(),
+                        processes: Default::default(),
+                        app_json: slipway_types::AppJson {
+                            port,
+                            ..Default::default()
+                        },
+                        commit: None,
+                        description: "test".into(),
+                        created_by: "admin".into(),
+                    },
+                    None,
+                )
+                .await
+                .unwrap();
+            releases.push(release);
+        }
+        let deployer = deployer(Arc::new(FakeEngine::new()), store, dir.path()).await;
+        let web = ProcessType::web();
+        let default = deployer.process_spec(&app, &releases[0], &web, 1, "x", None);
+        assert_eq!(default.env["PORT"], "5000");
+        assert_eq!(container_port(&default.labels), 5000);
+        let exposed = deployer.process_spec(&app, &releases[1], &web, 1, "x", None);
+        assert_eq!(exposed.env["PORT"], "8080");
+        assert_eq!(container_port(&exposed.labels), 8080);
+        let worker = "worker".parse().unwrap();
+        let worker = deployer.process_spec(&app, &releases[1], &worker, 1, "x", None);
+        assert!(!worker.env.contains_key("PORT"));
+        assert!(!worker.labels.contains_key(PORT_LABEL));
+        assert_eq!(container_port(&BTreeMap::new()), WEB_PORT);
     }
 }

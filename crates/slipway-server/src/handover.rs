@@ -472,6 +472,8 @@ type SpawnLoops = Box<dyn Fn(CancellationToken) -> JoinSet<()> + Send + Sync>;
 /// successor fails.
 pub(crate) struct Loops {
     spawn: SpawnLoops,
+    /// Whether this server may run them: only the leader does (see `leader`).
+    allowed: Box<dyn Fn() -> bool + Send + Sync>,
     shutdown: CancellationToken,
     running: Mutex<Option<Running>>,
 }
@@ -484,6 +486,7 @@ struct Running {
 impl Loops {
     /// Spawns the loops with `spawn`, which must make them return once their token is
     /// cancelled. `shutdown` stops them too.
+    #[cfg(test)]
     pub(crate) fn start(
         shutdown: CancellationToken,
         spawn: impl Fn(CancellationToken) -> JoinSet<()> + Send + Sync + 'static,
@@ -492,13 +495,29 @@ impl Loops {
         let tasks = spawn(stop.clone());
         Arc::new(Self {
             spawn: Box::new(spawn),
+            allowed: Box::new(|| true),
             shutdown,
             running: Mutex::new(Some(Running { stop, tasks })),
         })
     }
 
+    /// Loops that are not running yet: `resume` starts them, when `allowed` says this server
+    /// may run them (it leads, see `leader`).
+    pub(crate) fn idle(
+        shutdown: CancellationToken,
+        allowed: impl Fn() -> bool + Send + Sync + 'static,
+        spawn: impl Fn(CancellationToken) -> JoinSet<()> + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            spawn: Box::new(spawn),
+            allowed: Box::new(allowed),
+            shutdown,
+            running: Mutex::new(None),
+        })
+    }
+
     /// Stops the loops, letting each finish what it is doing (bounded).
-    async fn pause(&self) {
+    pub(crate) async fn pause(&self) {
         let Some(mut running) = self.running.lock().await.take() else {
             return;
         };
@@ -513,9 +532,9 @@ impl Loops {
         }
     }
 
-    async fn resume(&self) {
+    pub(crate) async fn resume(&self) {
         let mut running = self.running.lock().await;
-        if running.is_none() && !self.shutdown.is_cancelled() {
+        if running.is_none() && !self.shutdown.is_cancelled() && (self.allowed)() {
             let stop = self.shutdown.child_token();
             let tasks = (self.spawn)(stop.clone());
             *running = Some(Running { stop, tasks });

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod addons;
+mod alerts;
 mod app;
 mod auth;
 mod certs;
@@ -8,9 +9,11 @@ pub mod config;
 mod controllers;
 mod dashboard;
 mod deployer;
+mod drains;
 mod error;
 mod extract;
 mod handover;
+mod leader;
 mod logs;
 mod metrics;
 mod passwords;
@@ -18,6 +21,7 @@ mod push;
 mod router;
 mod runs;
 mod ssh;
+mod timeseries;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -45,6 +49,7 @@ use crate::app::{AppState, Platform};
 use crate::auth::{TokenSigner, instance_id, load_or_create_master_key, write_secret_file};
 use crate::certs::Certs;
 use crate::deployer::{Deployer, DeployerConfig};
+use crate::drains::Drains;
 use crate::logs::LogHub;
 use crate::passwords::LoginLimits;
 use crate::push::BuildQueue;
@@ -114,12 +119,15 @@ pub async fn run(
         .with_context(|| format!("creating data dir `{}`", config.data_dir.display()))?;
 
     let master_key = load_or_create_master_key(&config.master_key_file)?;
+    let leadership =
+        leader::Leadership::new(&config.data_dir, config.api_url(), config.leader_lease)?;
     let store = Store::open(&config.database_url)
         .await?
         .sealing_with(Sealer::from_master_key(
             &master_key,
             b"slipway config vars v1",
-        ));
+        ))
+        .fenced_by(leadership.fence());
     let engine: Arc<dyn ContainerEngine> = Arc::new(DockerEngine::connect().await?);
     engine.ping().await?;
     if !engine.image_exists(&config.stack_image).await? {
@@ -130,8 +138,10 @@ pub async fn run(
     }
     let signer = TokenSigner::from_master_key(&master_key);
     bootstrap_admin(&store, &signer, &config).await?;
-    if listeners.predecessor.is_none() {
-        // With a predecessor, what is unfinished is its work in progress, not a crash's.
+    let leading = leadership.try_acquire(&store).await;
+    if listeners.predecessor.is_none() && leading {
+        // With a predecessor, what is unfinished is its work in progress, not a crash's; on a
+        // follower, it is the leader's.
         recover_interrupted(&store).await?;
     }
 
@@ -170,11 +180,15 @@ pub async fn run(
     let hook_socket = config.data_dir.join("hook.sock");
     let ssh_host_key = ssh::load_or_create_host_key(&config.data_dir.join(ssh::HOST_KEY_FILE))?;
     let exe = std::env::current_exe().context("locating the slipway binary for the git hook")?;
+    let (notifier, notices) = alerts::Notifier::new();
     let platform = Arc::new(Platform {
         builder: Builder::new(
             engine.clone(),
             BuilderConfig {
                 ca_bundle: config.build_ca_bundle.clone(),
+                memory_bytes: config.build_memory,
+                timeout: config.build_timeout,
+                buildpack_cache: Some(config.data_dir.join("cache").join("buildpacks")),
                 ..BuilderConfig::new(config.stack_image.clone())
             },
         ),
@@ -188,6 +202,7 @@ pub async fn run(
                 logs: logs.clone(),
                 apps_domain: config.apps_domain.clone(),
                 release_timeout: config.release_timeout,
+                notifier,
             },
         )?,
         builds: BuildQueue::new(config.build_concurrency),
@@ -204,11 +219,18 @@ pub async fn run(
                 retention: config.backup_retention,
             },
         ),
+        drains: Drains::new(
+            logs.clone(),
+            config.drain_ca_bundle.as_deref(),
+            config.drain_buffer_lines,
+        )?,
         logs,
         metrics: metrics::install()?,
         certs,
         logins: LoginLimits::default(),
+        series: timeseries::TimeSeries::new(config.metrics_bucket),
         started: std::time::Instant::now(),
+        leadership,
         store,
         signer,
         config,
@@ -220,9 +242,20 @@ pub async fn run(
     platform
         .deployer
         .set_maintenance(platform.store.apps_in_maintenance().await?);
+    platform
+        .deployer
+        .set_rate_limits(platform.store.rate_limits().await?);
     platform.certs.sync(&platform).await?;
-    platform.deployer.reconcile_all().await?;
-    platform.runs.adopt().await?;
+    if leading {
+        platform.deployer.reconcile_all().await?;
+        platform.runs.adopt().await?;
+    } else {
+        // The leader's containers, one-off runs included, are the leader's to manage.
+        platform.deployer.follow_routes().await?;
+    }
+    for drain in platform.store.drains(None).await? {
+        platform.drains.start(&drain);
+    }
     let staged_hooks = handover::staged_hook_socket(&hook_socket, listeners.predecessor.is_some());
     let hooks = HookListener::bind(&staged_hooks)?;
     if let Some(predecessor) = listeners.predecessor
@@ -235,10 +268,23 @@ pub async fn run(
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(push::serve_pushes(platform.clone(), hooks));
-    let loops = handover::Loops::start(shutdown.clone(), {
-        let platform = platform.clone();
-        move |stop| background_loops(&platform, &stop)
-    });
+    tasks.spawn(alerts::run(platform.clone(), notices, shutdown.clone()));
+    let loops = handover::Loops::idle(
+        shutdown.clone(),
+        {
+            let platform = platform.clone();
+            move || platform.leadership.is_leader()
+        },
+        {
+            let platform = platform.clone();
+            move |stop| background_loops(&platform, &stop)
+        },
+    );
+    tasks.spawn(leader::campaign(
+        platform.clone(),
+        loops.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(handover::serve_successors(
         handover::listen(&platform.config.data_dir)?,
         handed,
@@ -252,6 +298,13 @@ pub async fn run(
         logs.close();
     });
     // The router's drains are awaited, not aborted, so a restart drops no request in flight.
+    // Stopped after the router has drained, so the last bucket holds every request it served.
+    let series_stop = CancellationToken::new();
+    let series = tokio::spawn(timeseries::collect(
+        platform.clone(),
+        router.clone(),
+        series_stop.clone(),
+    ));
     let mut serving = tokio::task::JoinSet::new();
     let tls_shutdown = shutdown.clone();
     let tls_router = router.clone();
@@ -297,6 +350,10 @@ pub async fn run(
     .await
     .context("serving the API")?;
     while serving.join_next().await.is_some() {}
+    series_stop.cancel();
+    if let Err(error) = series.await {
+        tracing::warn!(%error, "the metrics series stopped abnormally");
+    }
     loops.stop().await;
     tasks.shutdown().await;
     platform.logs.flush().await;
@@ -356,10 +413,30 @@ fn background_loops(
 ) -> tokio::task::JoinSet<()> {
     let mut loops = tokio::task::JoinSet::new();
     loops.spawn(reconcile_loop(platform.clone(), stop.clone()));
+    loops.spawn(canary_loop(platform.clone(), stop.clone()));
     loops.spawn(addons::run(platform.clone(), stop.clone()));
     loops.spawn(certs::run_dns(platform.clone(), stop.clone()));
     loops.spawn(certs::run_orders(platform.clone(), stop.clone()));
     loops
+}
+
+/// Judges the running canaries every second; a decided one is finished in its own task, since
+/// a promotion is a whole rolling replacement.
+async fn canary_loop(platform: Arc<Platform>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(deployer::CANARY_CHECK_EVERY) => {}
+        }
+        for app in platform.deployer.watch_canaries() {
+            let platform = platform.clone();
+            tokio::spawn(async move {
+                if let Err(error) = platform.deployer.finish_canary(&app).await {
+                    tracing::warn!(%app, %error, "finishing a canary failed");
+                }
+            });
+        }
+    }
 }
 
 async fn reconcile_loop(platform: Arc<Platform>, shutdown: CancellationToken) {

@@ -21,6 +21,7 @@ pub use slipway_types::api::LogSource;
 
 use self::files::Files;
 use self::lines::LineSplitter;
+use crate::drains::Taps;
 
 /// One line of an app's log. It is kept, stored and sent exactly as the API's `LogEntry`, so
 /// the server and the client render it with the same code.
@@ -61,6 +62,8 @@ pub struct LogHub {
     /// Containers whose output is being followed, so a second `follow_container` is a no-op.
     following: Mutex<HashSet<String>>,
     files: Files,
+    /// The app's log drains, offered every line.
+    taps: Taps,
     closed: CancellationToken,
 }
 
@@ -106,6 +109,7 @@ impl LogHub {
             apps: Mutex::default(),
             following: Mutex::default(),
             files,
+            taps: Taps::default(),
             closed: CancellationToken::new(),
         }))
     }
@@ -139,6 +143,7 @@ impl LogHub {
         while recent.len() > self.keep_lines {
             recent.pop_front();
         }
+        self.taps.offer(app, &line);
         // No followers is not an error.
         let _ = live.send(line.clone());
         // Sent while the state is locked, so the file has the app's lines in memory order.
@@ -238,7 +243,13 @@ impl LogHub {
             lock(&old.state).live = None;
         }
         self.files.forget(app);
+        self.taps.forget(app);
         drop(apps);
+    }
+
+    /// The app's log drains: `drains` attaches them here.
+    pub fn taps(&self) -> &Taps {
+        &self.taps
     }
 
     /// Waits until every line pushed so far is written to disk.

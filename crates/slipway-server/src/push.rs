@@ -167,6 +167,19 @@ fn deploy_update(updates: &[RefUpdate]) -> Result<Option<&RefUpdate>, String> {
 }
 
 async fn deploy_push(platform: &Platform, out: &mut PushOutput) -> Result<(), String> {
+    if !platform.leadership.is_leader() {
+        let leader = platform
+            .leadership
+            .leader_url(&platform.store)
+            .await
+            .map_or_else(
+                || "no server leads right now".to_owned(),
+                |url| format!("the leader is {url}"),
+            );
+        return Err(format!(
+            "this server is a follower and does not deploy: push to the leader ({leader})"
+        ));
+    }
     let app = platform
         .store
         .app(&out.push.app)
@@ -277,7 +290,7 @@ async fn build_and_release(
         .archive(&update.new)
         .await
         .map_err(|e| e.to_string())?;
-    let app_json = read_app_json(&source_tar)?;
+    let mut app_json = read_app_json(&source_tar)?;
     let config = store.config(app.id).await.map_err(|e| e.to_string())?;
     let request = BuildRequest {
         app: app.name.clone(),
@@ -293,6 +306,8 @@ async fn build_and_release(
         .await;
     crate::metrics::build(&app.name, built.is_ok(), build_started.elapsed());
     let built = built.map_err(|e| e.to_string())?;
+    // The release keeps the image's port (a Dockerfile's EXPOSE) where app.json names none.
+    app_json.port = app_json.port.or(built.port);
 
     let processes = built.procfile.processes().clone();
     let types: Vec<ProcessType> = processes
@@ -353,8 +368,13 @@ async fn build_and_release(
         Some(previous) => format!("release {version} failed: {e}; {previous} keeps serving"),
         None => format!("release {version} failed: {e}"),
     })?;
+    let released = if platform.deployer.canary_release_id(&app.name) == Some(release.id) {
+        "Released as a canary"
+    } else {
+        "Released"
+    };
     out.line(&format!(
-        "-----> Released {version} to {}",
+        "-----> {released} {version} to {}",
         platform.config.app_url(app.name.as_str())
     ))
     .await;

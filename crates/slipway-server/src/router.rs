@@ -21,8 +21,9 @@ use tower_http::trace::TraceLayer;
 use crate::app::AppState;
 use crate::auth::{Caller, authenticate, bearer, refusal};
 use crate::controllers::{
-    access, addons, admin, apps, buildpacks, builds, certs, config, domains, formation, git,
-    health, keys, logs, maintenance, openapi, releases, runs, sessions, tokens, whoami,
+    access, addons, admin, alerts, apps, buildpacks, builds, canary, certs, config, domains,
+    drains, formation, git, health, keys, logs, maintenance, metrics, openapi, pipelines,
+    ratelimit, releases, runs, sessions, tokens, webhooks, whoami,
 };
 use crate::dashboard;
 use crate::error::ApiError;
@@ -116,6 +117,12 @@ impl Route {
     /// A route that changes something yet is open to every scope (signing out).
     fn any_scope(mut self) -> Route {
         self.scope = TokenScope::Read;
+        self
+    }
+
+    /// A read that acts (attaching a terminal to a process): it needs a write token.
+    fn scope_write(mut self) -> Route {
+        self.scope = TokenScope::Write;
         self
     }
 
@@ -292,6 +299,62 @@ pub fn routes() -> Vec<Route> {
         ),
         route(
             M::GET,
+            "/v1/apps/{app}/canary",
+            App,
+            "The canary policy for the next release and the canary running now",
+            canary::show,
+        ),
+        route(
+            M::PUT,
+            "/v1/apps/{app}/canary",
+            App,
+            "Send the next code release out as a canary",
+            canary::set,
+        ),
+        route(
+            M::DELETE,
+            "/v1/apps/{app}/canary",
+            App,
+            "Send releases out at once again",
+            canary::clear,
+        ),
+        route(
+            M::POST,
+            "/v1/apps/{app}/canary/promote",
+            App,
+            "Promote the running canary to every container now",
+            canary::promote,
+        ),
+        route(
+            M::POST,
+            "/v1/apps/{app}/canary/abort",
+            App,
+            "Remove the running canary and fail its release",
+            canary::abort,
+        ),
+        route(
+            M::GET,
+            "/v1/apps/{app}/ratelimit",
+            App,
+            "The app's rate limit per client IP",
+            ratelimit::show,
+        ),
+        route(
+            M::PUT,
+            "/v1/apps/{app}/ratelimit",
+            App,
+            "Limit requests per client IP at the router",
+            ratelimit::set,
+        ),
+        route(
+            M::DELETE,
+            "/v1/apps/{app}/ratelimit",
+            App,
+            "Remove the app's rate limit",
+            ratelimit::clear,
+        ),
+        route(
+            M::GET,
             "/v1/apps/{app}/formation",
             App,
             "Processes and their scale",
@@ -359,6 +422,34 @@ pub fn routes() -> Vec<Route> {
             App,
             "Logs (Server-Sent Events when following)",
             logs::stream,
+        ),
+        route(
+            M::GET,
+            "/v1/apps/{app}/metrics",
+            App,
+            "The app's time series with deploy markers (since=1h)",
+            metrics::app,
+        ),
+        route(
+            M::GET,
+            "/v1/apps/{app}/drains",
+            App,
+            "Log drains, with how their delivery is going",
+            drains::list,
+        ),
+        route(
+            M::POST,
+            "/v1/apps/{app}/drains",
+            App,
+            "Add a log drain (syslog+tls://, syslog:// or https://)",
+            drains::create,
+        ),
+        route(
+            M::DELETE,
+            "/v1/apps/{app}/drains/{drain}",
+            App,
+            "Remove a log drain, by id",
+            drains::destroy,
         ),
         route(
             M::POST,
@@ -473,6 +564,97 @@ pub fn routes() -> Vec<Route> {
             "Turn automatic certificates on or off",
             certs::set_auto,
         ),
+        route(
+            M::GET,
+            "/v1/apps/{app}/webhooks",
+            App,
+            "Webhooks, with their latest delivery",
+            webhooks::list,
+        ),
+        route(
+            M::POST,
+            "/v1/apps/{app}/webhooks",
+            App,
+            "Add a webhook (its signing secret is shown once)",
+            webhooks::create,
+        ),
+        route(
+            M::DELETE,
+            "/v1/apps/{app}/webhooks/{id}",
+            App,
+            "Remove a webhook",
+            webhooks::destroy,
+        ),
+        route(
+            M::GET,
+            "/v1/apps/{app}/alerts",
+            App,
+            "Alert rules, their thresholds and the alerts firing",
+            alerts::list,
+        ),
+        route(
+            M::PUT,
+            "/v1/apps/{app}/alerts/{rule}",
+            App,
+            "Set an alert rule's threshold",
+            alerts::set,
+        ),
+        route(
+            M::DELETE,
+            "/v1/apps/{app}/alerts/{rule}",
+            App,
+            "Turn an alert rule off",
+            alerts::remove,
+        ),
+        route(
+            M::GET,
+            "/v1/pipelines",
+            User,
+            "Pipelines the caller may see",
+            pipelines::list,
+        ),
+        route(
+            M::POST,
+            "/v1/pipelines",
+            User,
+            "Create a pipeline",
+            pipelines::create,
+        ),
+        route(
+            M::GET,
+            "/v1/pipelines/{name}",
+            User,
+            "A pipeline and its apps by stage",
+            pipelines::show,
+        ),
+        route(
+            M::DELETE,
+            "/v1/pipelines/{name}",
+            User,
+            "Destroy a pipeline (its owner or an admin); its apps keep running",
+            pipelines::destroy,
+        ),
+        route(
+            M::POST,
+            "/v1/pipelines/{name}/apps",
+            User,
+            "Put an app the caller owns in the pipeline at a stage",
+            pipelines::add_app,
+        ),
+        route(
+            M::DELETE,
+            "/v1/pipelines/{name}/apps/{app}",
+            AppOwner,
+            "Take an app out of the pipeline",
+            pipelines::remove_app,
+        ),
+        route(
+            M::POST,
+            "/v1/apps/{app}/promote",
+            App,
+            "Promote the staging app's release to production apps (needs access to both)",
+            pipelines::promote,
+        ),
         route(M::GET, "/v1/admin/users", Admin, "Every user", admin::users),
         route(
             M::POST,
@@ -508,6 +690,13 @@ pub fn routes() -> Vec<Route> {
             Admin,
             "The platform's health",
             admin::status,
+        ),
+        route(
+            M::GET,
+            "/v1/admin/metrics",
+            Admin,
+            "The platform's time series: router traffic, builds running, disk (since=1h)",
+            metrics::platform,
         ),
         route(
             M::GET,
@@ -580,6 +769,14 @@ pub fn routes() -> Vec<Route> {
             App,
             "Dashboard: roll back to a release",
             dashboard::releases::rollback,
+        )
+        .page(),
+        route(
+            M::POST,
+            "/apps/{app}/promote",
+            App,
+            "Dashboard: promote a staging app to production",
+            dashboard::pipelines::promote,
         )
         .page(),
         route(
@@ -743,14 +940,6 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-impl Route {
-    /// A read that acts (attaching a terminal to a process): it needs a write token.
-    fn scope_write(mut self) -> Route {
-        self.scope = TokenScope::Write;
-        self
-    }
-}
-
 /// What the authorization layer needs to know of a route.
 #[derive(Debug, Clone, Copy)]
 struct Rule {
@@ -785,8 +974,42 @@ pub fn build(state: AppState) -> Router {
             authorize,
         ))
         .fallback(async || ApiError::not_found("no such API endpoint"))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            changes_on_the_leader,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// On a follower, refuses requests that change something (all but reads, git fetches and
+/// logging in or out): they may deploy, and only the leader deploys. The error names the
+/// leader's API.
+async fn changes_on_the_leader(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let reads = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    let harmless = ["/login", "/logout", "/git-upload-pack"]
+        .iter()
+        .any(|end| request.uri().path().ends_with(end));
+    if reads || harmless || state.leadership.is_leader() {
+        return next.run(request).await;
+    }
+    let leader = match state.leadership.leader_url(&state.store).await {
+        Some(url) => format!("send it to the leader at {url}"),
+        None => "no server leads right now: retry in a few seconds".to_owned(),
+    };
+    ApiError::with_code(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_leader",
+        format!("this server is a follower and does not make changes: {leader}"),
+    )
+    .into_response()
 }
 
 tokio::task_local! {

@@ -2,9 +2,8 @@
 //! sealed: the server encrypts them before they get here and decrypts them after.
 
 use slipway_types::api::{BackupStatus, BackupTrigger};
-use sqlx::Row;
+use sqlx::any::AnyRow;
 use sqlx::error::ErrorKind;
-use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -93,10 +92,10 @@ impl Store {
         let inserted = sqlx::query(concat!(
             "INSERT INTO addons (",
             addon_columns!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
         ))
-        .bind(addon.id.hyphenated())
-        .bind(addon.app_id.hyphenated())
+        .bind(addon.id.to_string())
+        .bind(addon.app_id.to_string())
         .bind(&addon.name)
         .bind(&addon.kind)
         .bind(&addon.config_var)
@@ -126,9 +125,9 @@ impl Store {
         sqlx::query(concat!(
             "SELECT ",
             addon_columns!(),
-            " FROM addons WHERE app_id = ? ORDER BY created_at, name"
+            " FROM addons WHERE app_id = $1 ORDER BY created_at, name"
         ))
-        .bind(app_id.hyphenated())
+        .bind(app_id.to_string())
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -140,9 +139,9 @@ impl Store {
         sqlx::query(concat!(
             "SELECT ",
             addon_columns!(),
-            " FROM addons WHERE app_id = ? AND name = ?"
+            " FROM addons WHERE app_id = $1 AND name = $2"
         ))
-        .bind(app_id.hyphenated())
+        .bind(app_id.to_string())
         .bind(name)
         .fetch_optional(&self.pool)
         .await?
@@ -152,8 +151,8 @@ impl Store {
 
     /// NotFound when there is no such add-on. Its backups stay.
     pub async fn delete_addon(&self, id: Uuid) -> Result<()> {
-        let deleted = sqlx::query("DELETE FROM addons WHERE id = ?")
-            .bind(id.hyphenated())
+        let deleted = sqlx::query("DELETE FROM addons WHERE id = $1")
+            .bind(id.to_string())
             .execute(&self.pool)
             .await?;
         if deleted.rows_affected() == 0 {
@@ -171,8 +170,8 @@ impl Store {
     ) -> Result<Backup> {
         let mut tx = self.pool.begin().await?;
         let (highest,): (Option<i64>,) =
-            sqlx::query_as("SELECT MAX(number) FROM addon_backups WHERE app_id = ?")
-                .bind(app_id.hyphenated())
+            sqlx::query_as("SELECT MAX(number) FROM addon_backups WHERE app_id = $1")
+                .bind(app_id.to_string())
                 .fetch_one(&mut *tx)
                 .await?;
         let next = highest.unwrap_or(0) + 1;
@@ -196,10 +195,10 @@ impl Store {
         };
         let inserted = sqlx::query(
             "INSERT INTO addon_backups (id, app_id, addon, number, trigger, status, started_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(backup.id.hyphenated())
-        .bind(app_id.hyphenated())
+        .bind(backup.id.to_string())
+        .bind(app_id.to_string())
         .bind(addon)
         .bind(next)
         .bind(trigger.as_str())
@@ -230,8 +229,8 @@ impl Store {
             BackupOutcome::Failed { error } => (BackupStatus::Failed, None, None, Some(error)),
         };
         sqlx::query(concat!(
-            "UPDATE addon_backups SET status = ?, file = ?, size_bytes = ?, error = ?, \
-             finished_at = ? WHERE id = ? RETURNING ",
+            "UPDATE addon_backups SET status = $1, file = $2, size_bytes = $3, error = $4, \
+             finished_at = $5 WHERE id = $6 RETURNING ",
             backup_columns!()
         ))
         .bind(status.as_str())
@@ -239,7 +238,7 @@ impl Store {
         .bind(size)
         .bind(error)
         .bind(micros(now()))
-        .bind(id.hyphenated())
+        .bind(id.to_string())
         .fetch_optional(&self.pool)
         .await?
         .map(|row| backup_from_row(&row))
@@ -252,10 +251,10 @@ impl Store {
         sqlx::query(concat!(
             "SELECT ",
             backup_columns!(),
-            " FROM addon_backups WHERE app_id = ? AND (? IS NULL OR addon = ?) \
+            " FROM addon_backups WHERE app_id = $1 AND ($2 IS NULL OR addon = $3) \
              ORDER BY number DESC"
         ))
-        .bind(app_id.hyphenated())
+        .bind(app_id.to_string())
         .bind(addon)
         .bind(addon)
         .fetch_all(&self.pool)
@@ -270,9 +269,9 @@ impl Store {
         sqlx::query(concat!(
             "SELECT ",
             backup_columns!(),
-            " FROM addon_backups WHERE app_id = ? AND number = ?"
+            " FROM addon_backups WHERE app_id = $1 AND number = $2"
         ))
-        .bind(app_id.hyphenated())
+        .bind(app_id.to_string())
         .bind(i64::from(number))
         .fetch_optional(&self.pool)
         .await?
@@ -282,8 +281,8 @@ impl Store {
 
     /// NotFound when there is no such backup.
     pub async fn delete_backup(&self, id: Uuid) -> Result<()> {
-        let deleted = sqlx::query("DELETE FROM addon_backups WHERE id = ?")
-            .bind(id.hyphenated())
+        let deleted = sqlx::query("DELETE FROM addon_backups WHERE id = $1")
+            .bind(id.to_string())
             .execute(&self.pool)
             .await?;
         if deleted.rows_affected() == 0 {
@@ -296,7 +295,7 @@ impl Store {
     /// left can no longer finish. Returns how many there were.
     pub async fn fail_running_backups(&self, reason: &str) -> Result<u64> {
         let updated = sqlx::query(
-            "UPDATE addon_backups SET status = 'failed', error = ?, finished_at = ? \
+            "UPDATE addon_backups SET status = 'failed', error = $1, finished_at = $2 \
              WHERE status = 'running'",
         )
         .bind(reason)
@@ -307,7 +306,7 @@ impl Store {
     }
 }
 
-fn addon_from_row(row: &SqliteRow) -> Result<Addon> {
+fn addon_from_row(row: &AnyRow) -> Result<Addon> {
     let cols = Cols::new("addons", row);
     Ok(Addon {
         id: cols.uuid("id")?,
@@ -315,12 +314,12 @@ fn addon_from_row(row: &SqliteRow) -> Result<Addon> {
         name: cols.text("name")?,
         kind: cols.text("kind")?,
         config_var: cols.text("config_var")?,
-        sealed: row.try_get("sealed")?,
+        sealed: cols.bytes("sealed")?,
         created_at: cols.time("created_at")?,
     })
 }
 
-fn backup_from_row(row: &SqliteRow) -> Result<Backup> {
+fn backup_from_row(row: &AnyRow) -> Result<Backup> {
     let cols = Cols::new("addon_backups", row);
     Ok(Backup {
         id: cols.uuid("id")?,

@@ -1,8 +1,8 @@
 //! Apps: a name, an owner and a pointer to the release that should be serving.
 
 use slipway_types::AppName;
+use sqlx::any::AnyRow;
 use sqlx::error::ErrorKind;
-use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -30,14 +30,15 @@ impl Store {
             created_at: now(),
             current_release: None,
         };
-        let inserted =
-            sqlx::query("INSERT INTO apps (id, name, owner_id, created_at) VALUES (?, ?, ?, ?)")
-                .bind(app.id.hyphenated())
-                .bind(name.as_str())
-                .bind(owner.hyphenated())
-                .bind(micros(app.created_at))
-                .execute(&self.pool)
-                .await;
+        let inserted = sqlx::query(
+            "INSERT INTO apps (id, name, owner_id, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(app.id.to_string())
+        .bind(name.as_str())
+        .bind(owner.to_string())
+        .bind(micros(app.created_at))
+        .execute(&self.pool)
+        .await;
         match inserted {
             Ok(_) => Ok(app),
             Err(err) => Err(match violation(&err) {
@@ -54,7 +55,7 @@ impl Store {
 
     pub async fn app(&self, name: &AppName) -> Result<Option<App>> {
         sqlx::query(
-            "SELECT id, name, owner_id, created_at, current_release_id FROM apps WHERE name = ?",
+            "SELECT id, name, owner_id, created_at, current_release_id FROM apps WHERE name = $1",
         )
         .bind(name.as_str())
         .fetch_optional(&self.pool)
@@ -78,8 +79,8 @@ impl Store {
     /// Deletes the app with its config, releases, builds and formation. NotFound when there is
     /// no such app.
     pub async fn delete_app(&self, app_id: Uuid) -> Result<()> {
-        let deleted = sqlx::query("DELETE FROM apps WHERE id = ?")
-            .bind(app_id.hyphenated())
+        let deleted = sqlx::query("DELETE FROM apps WHERE id = $1")
+            .bind(app_id.to_string())
             .execute(&self.pool)
             .await?;
         if deleted.rows_affected() == 0 {
@@ -99,35 +100,35 @@ pub(crate) enum AppFlag {
 impl AppFlag {
     fn select(self) -> &'static str {
         match self {
-            AppFlag::Maintenance => "SELECT maintenance FROM apps WHERE id = ?",
-            AppFlag::CertsAuto => "SELECT certs_auto FROM apps WHERE id = ?",
+            AppFlag::Maintenance => "SELECT maintenance FROM apps WHERE id = $1",
+            AppFlag::CertsAuto => "SELECT certs_auto FROM apps WHERE id = $1",
         }
     }
 
     fn update(self) -> &'static str {
         match self {
-            AppFlag::Maintenance => "UPDATE apps SET maintenance = ? WHERE id = ?",
-            AppFlag::CertsAuto => "UPDATE apps SET certs_auto = ? WHERE id = ?",
+            AppFlag::Maintenance => "UPDATE apps SET maintenance = $1 WHERE id = $2",
+            AppFlag::CertsAuto => "UPDATE apps SET certs_auto = $1 WHERE id = $2",
         }
     }
 }
 
 impl Store {
-    /// NotFound when the app is gone.
+    /// NotFound when the app is gone. Flags are 0/1 integers on both backends.
     pub(crate) async fn app_flag(&self, app_id: Uuid, flag: AppFlag) -> Result<bool> {
-        let row: Option<(bool,)> = sqlx::query_as(flag.select())
-            .bind(app_id.hyphenated())
+        let row: Option<(i64,)> = sqlx::query_as(flag.select())
+            .bind(app_id.to_string())
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|(on,)| on)
+        row.map(|(on,)| on != 0)
             .ok_or_else(|| StoreError::NotFound(format!("app `{app_id}` not found")))
     }
 
     /// NotFound when the app is gone.
     pub(crate) async fn set_app_flag(&self, app_id: Uuid, flag: AppFlag, on: bool) -> Result<()> {
         let updated = sqlx::query(flag.update())
-            .bind(on)
-            .bind(app_id.hyphenated())
+            .bind(i64::from(on))
+            .bind(app_id.to_string())
             .execute(&self.pool)
             .await?;
         if updated.rows_affected() == 0 {
@@ -148,7 +149,7 @@ impl Store {
     /// Names of the apps in maintenance mode.
     pub async fn apps_in_maintenance(&self) -> Result<Vec<AppName>> {
         let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT name FROM apps WHERE maintenance ORDER BY name")
+            sqlx::query_as("SELECT name FROM apps WHERE maintenance <> 0 ORDER BY name")
                 .fetch_all(&self.pool)
                 .await?;
         rows.into_iter()
@@ -161,7 +162,7 @@ impl Store {
     }
 }
 
-fn app_from_row(row: &SqliteRow) -> Result<App> {
+fn app_from_row(row: &AnyRow) -> Result<App> {
     let cols = Cols::new("apps", row);
     Ok(App {
         id: cols.uuid("id")?,

@@ -2,7 +2,7 @@
 //! ended. Append-only.
 
 use slipway_types::api::AuditOutcome;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -49,9 +49,9 @@ impl Store {
     pub async fn audit(&self, event: NewAuditEvent<'_>) -> Result<()> {
         sqlx::query(
             "INSERT INTO audit_events (id, at, actor, action, target, source_ip, detail, outcome) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
-        .bind(Uuid::now_v7().hyphenated())
+        .bind(Uuid::now_v7().to_string())
         .bind(micros(now()))
         .bind(event.actor)
         .bind(event.action)
@@ -68,8 +68,8 @@ impl Store {
     pub async fn audit_events(&self, filter: AuditFilter<'_>) -> Result<Vec<AuditEvent>> {
         sqlx::query(
             "SELECT id, at, actor, action, target, source_ip, detail, outcome FROM audit_events \
-             WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR target = ?2) \
-             ORDER BY at DESC, id DESC LIMIT ?3",
+             WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR target = $2) \
+             ORDER BY at DESC, id DESC LIMIT $3",
         )
         .bind(filter.actor)
         .bind(filter.target)
@@ -82,7 +82,7 @@ impl Store {
     }
 }
 
-fn audit_from_row(row: &SqliteRow) -> Result<AuditEvent> {
+fn audit_from_row(row: &AnyRow) -> Result<AuditEvent> {
     let cols = Cols::new("audit_events", row);
     Ok(AuditEvent {
         id: cols.uuid("id")?,

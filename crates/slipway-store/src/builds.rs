@@ -2,8 +2,8 @@
 
 use semver::Version;
 use slipway_types::api::BuildStatus;
+use sqlx::any::AnyRow;
 use sqlx::error::ErrorKind;
-use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -45,10 +45,10 @@ impl Store {
         };
         let inserted = sqlx::query(
             "INSERT INTO builds (id, app_id, commit_sha, status, output, created_at) \
-             VALUES (?, ?, ?, ?, '', ?)",
+             VALUES ($1, $2, $3, $4, '', $5)",
         )
-        .bind(build.id.hyphenated())
-        .bind(app_id.hyphenated())
+        .bind(build.id.to_string())
+        .bind(app_id.to_string())
         .bind(commit)
         .bind(build.status.as_str())
         .bind(micros(build.created_at))
@@ -66,9 +66,9 @@ impl Store {
     /// Appends to the build's output as it streams, so a build cut short by a crash still
     /// shows how far it got.
     pub async fn append_build_output(&self, id: Uuid, text: &str) -> Result<()> {
-        let updated = sqlx::query("UPDATE builds SET output = output || ? WHERE id = ?")
+        let updated = sqlx::query("UPDATE builds SET output = output || $1 WHERE id = $2")
             .bind(text)
-            .bind(id.hyphenated())
+            .bind(id.to_string())
             .execute(&self.pool)
             .await?;
         if updated.rows_affected() == 0 {
@@ -85,12 +85,12 @@ impl Store {
         release_version: Option<&Version>,
     ) -> Result<()> {
         let updated = sqlx::query(
-            "UPDATE builds SET status = ?, release_version = ?, finished_at = ? WHERE id = ?",
+            "UPDATE builds SET status = $1, release_version = $2, finished_at = $3 WHERE id = $4",
         )
         .bind(status.as_str())
         .bind(release_version.map(Version::to_string))
         .bind(micros(now()))
-        .bind(id.hyphenated())
+        .bind(id.to_string())
         .execute(&self.pool)
         .await?;
         if updated.rows_affected() == 0 {
@@ -104,9 +104,9 @@ impl Store {
         sqlx::query(concat!(
             "SELECT ",
             build_columns!(),
-            " FROM builds WHERE app_id = ? ORDER BY created_at DESC, id DESC"
+            " FROM builds WHERE app_id = $1 ORDER BY created_at DESC, id DESC"
         ))
-        .bind(app_id.hyphenated())
+        .bind(app_id.to_string())
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -119,10 +119,10 @@ impl Store {
         sqlx::query(concat!(
             "SELECT ",
             build_columns!(),
-            " FROM builds WHERE id = ? AND app_id = ?"
+            " FROM builds WHERE id = $1 AND app_id = $2"
         ))
-        .bind(id.hyphenated())
-        .bind(app_id.hyphenated())
+        .bind(id.to_string())
+        .bind(app_id.to_string())
         .fetch_optional(&self.pool)
         .await?
         .map(|row| build_from_row(&row))
@@ -134,9 +134,9 @@ impl Store {
     /// crash or a restart and nobody is running it any more.
     pub async fn fail_unfinished_builds(&self, note: &str) -> Result<u64> {
         let updated = sqlx::query(
-            "UPDATE builds SET status = ?, finished_at = ?, \
-             output = output || CASE WHEN output = '' OR output LIKE ? THEN '' ELSE ? END || ? \
-             WHERE status = ?",
+            "UPDATE builds SET status = $1, finished_at = $2, \
+             output = output || CASE WHEN output = '' OR output LIKE $3 THEN '' ELSE $4 END || $5 \
+             WHERE status = $6",
         )
         .bind(BuildStatus::Failed.as_str())
         .bind(micros(now()))
@@ -150,7 +150,7 @@ impl Store {
     }
 }
 
-fn build_from_row(row: &SqliteRow) -> Result<Build> {
+fn build_from_row(row: &AnyRow) -> Result<Build> {
     let cols = Cols::new("builds", row);
     Ok(Build {
         id: cols.uuid("id")?,

@@ -7,7 +7,7 @@ use semver::Version;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
@@ -68,11 +68,11 @@ pub(crate) fn to_json(value: &impl Serialize, what: &str) -> Result<String> {
 /// `StoreError::Corrupt` naming the table and column.
 pub(crate) struct Cols<'r> {
     table: &'static str,
-    row: &'r SqliteRow,
+    row: &'r AnyRow,
 }
 
 impl<'r> Cols<'r> {
-    pub fn new(table: &'static str, row: &'r SqliteRow) -> Self {
+    pub fn new(table: &'static str, row: &'r AnyRow) -> Self {
         Self { table, row }
     }
 
@@ -89,6 +89,10 @@ impl<'r> Cols<'r> {
     }
 
     pub fn opt_int(&self, col: &str) -> Result<Option<i64>> {
+        Ok(self.row.try_get(col)?)
+    }
+
+    pub fn bytes(&self, col: &str) -> Result<Vec<u8>> {
         Ok(self.row.try_get(col)?)
     }
 

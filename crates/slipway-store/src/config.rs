@@ -3,7 +3,7 @@
 //! together. Before the first release `set_config` stores them for the first deploy to use.
 
 use slipway_types::{ConfigKey, ConfigVars};
-use sqlx::Sqlite;
+use sqlx::Any;
 use uuid::Uuid;
 
 use crate::Store;
@@ -14,8 +14,8 @@ use crate::seal::{Sealer, open_text, seal_text};
 impl Store {
     /// The app's config vars; empty for an app without any (or without a row at all).
     pub async fn config(&self, app_id: Uuid) -> Result<ConfigVars> {
-        sqlx::query("SELECT key, value FROM config_vars WHERE app_id = ?")
-            .bind(app_id.hyphenated())
+        sqlx::query("SELECT key, value FROM config_vars WHERE app_id = $1")
+            .bind(app_id.to_string())
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -37,8 +37,8 @@ impl Store {
     pub async fn set_config(&self, app_id: Uuid, config: &ConfigVars) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let released: Option<(i64,)> =
-            sqlx::query_as("SELECT 1 FROM releases WHERE app_id = ? LIMIT 1")
-                .bind(app_id.hyphenated())
+            sqlx::query_as("SELECT 1 FROM releases WHERE app_id = $1 LIMIT 1")
+                .bind(app_id.to_string())
                 .fetch_optional(&mut *tx)
                 .await?;
         if released.is_some() {
@@ -60,18 +60,18 @@ fn var_owner(app_id: Uuid, key: &ConfigKey) -> String {
 }
 
 pub(crate) async fn replace_config(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    tx: &mut sqlx::Transaction<'_, Any>,
     sealer: Option<&Sealer>,
     app_id: Uuid,
     config: &ConfigVars,
 ) -> Result<()> {
-    sqlx::query("DELETE FROM config_vars WHERE app_id = ?")
-        .bind(app_id.hyphenated())
+    sqlx::query("DELETE FROM config_vars WHERE app_id = $1")
+        .bind(app_id.to_string())
         .execute(&mut **tx)
         .await?;
     for (key, value) in config.iter() {
-        sqlx::query("INSERT INTO config_vars (app_id, key, value) VALUES (?, ?, ?)")
-            .bind(app_id.hyphenated())
+        sqlx::query("INSERT INTO config_vars (app_id, key, value) VALUES ($1, $2, $3)")
+            .bind(app_id.to_string())
             .bind(key.as_str())
             .bind(seal_text(sealer, &var_owner(app_id, key), value)?)
             .execute(&mut **tx)

@@ -5,8 +5,8 @@ use std::fmt;
 
 use slipway_types::api::{CertSource, CertStatus, DnsStatus};
 use slipway_types::{AppName, DomainName};
+use sqlx::any::AnyRow;
 use sqlx::error::ErrorKind;
-use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -99,10 +99,10 @@ impl Store {
     pub async fn add_domain(&self, app_id: Uuid, hostname: &DomainName) -> Result<Domain> {
         let created_at = now();
         let inserted = sqlx::query(
-            "INSERT INTO domains (hostname, app_id, dns_status, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO domains (hostname, app_id, dns_status, created_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(hostname.as_str())
-        .bind(app_id.hyphenated())
+        .bind(app_id.to_string())
         .bind(DnsStatus::Pending.as_str())
         .bind(micros(created_at))
         .execute(&self.pool)
@@ -133,7 +133,7 @@ impl Store {
         sqlx::query(concat!(
             "SELECT ",
             domain_columns!(),
-            " FROM domains d JOIN apps a ON a.id = d.app_id WHERE d.hostname = ?"
+            " FROM domains d JOIN apps a ON a.id = d.app_id WHERE d.hostname = $1"
         ))
         .bind(hostname.as_str())
         .fetch_optional(&self.pool)
@@ -148,7 +148,7 @@ impl Store {
             "SELECT ",
             domain_columns!(),
             " FROM domains d JOIN apps a ON a.id = d.app_id \
-             WHERE ?1 IS NULL OR d.app_id = ?1 ORDER BY d.hostname"
+             WHERE $1 IS NULL OR d.app_id = $1 ORDER BY d.hostname"
         ))
         .bind(app_id.map(|id| id.hyphenated().to_string()))
         .fetch_all(&self.pool)
@@ -162,9 +162,9 @@ impl Store {
     /// domain.
     pub async fn remove_domain(&self, app_id: Uuid, hostname: &DomainName) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let deleted = sqlx::query("DELETE FROM domains WHERE hostname = ? AND app_id = ?")
+        let deleted = sqlx::query("DELETE FROM domains WHERE hostname = $1 AND app_id = $2")
             .bind(hostname.as_str())
-            .bind(app_id.hyphenated())
+            .bind(app_id.to_string())
             .execute(&mut *tx)
             .await?;
         if deleted.rows_affected() == 0 {
@@ -172,9 +172,9 @@ impl Store {
                 "domain `{hostname}` is not attached to this app"
             )));
         }
-        sqlx::query("DELETE FROM certificates WHERE name = ? AND app_id = ?")
+        sqlx::query("DELETE FROM certificates WHERE name = $1 AND app_id = $2")
             .bind(hostname.as_str())
-            .bind(app_id.hyphenated())
+            .bind(app_id.to_string())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -189,7 +189,7 @@ impl Store {
         found: &str,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE domains SET dns_status = ?, dns_found = ?, checked_at = ? WHERE hostname = ?",
+            "UPDATE domains SET dns_status = $1, dns_found = $2, checked_at = $3 WHERE hostname = $4",
         )
         .bind(status.as_str())
         .bind(found)
@@ -204,7 +204,7 @@ impl Store {
         sqlx::query(concat!(
             "SELECT ",
             cert_columns!(),
-            " FROM certificates WHERE name = ?"
+            " FROM certificates WHERE name = $1"
         ))
         .bind(name)
         .fetch_optional(&self.pool)
@@ -228,11 +228,11 @@ impl Store {
     }
 
     /// A certificate is wanted for `name` and none was issued yet: a `pending` row, unless
-    /// one exists.
-    pub async fn want_certificate(&self, name: &str, app_id: Option<Uuid>) -> Result<()> {
-        sqlx::query(
+    /// one exists. True when the row is new, so the caller knows to order it now.
+    pub async fn want_certificate(&self, name: &str, app_id: Option<Uuid>) -> Result<bool> {
+        let wanted = sqlx::query(
             "INSERT INTO certificates (name, app_id, source, status, updated_at) \
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
         .bind(app_id.map(|id| id.hyphenated().to_string()))
@@ -241,7 +241,7 @@ impl Store {
         .bind(micros(now()))
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(wanted.rows_affected() == 1)
     }
 
     /// Stores a certificate that was just issued or uploaded, clearing any failure.
@@ -250,7 +250,7 @@ impl Store {
         let saved = sqlx::query(concat!(
             "INSERT INTO certificates (",
             cert_columns!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?, ?) \
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, 0, $11, $12) \
              ON CONFLICT (name) DO UPDATE SET app_id = excluded.app_id, source = excluded.source, \
              status = excluded.status, chain_pem = excluded.chain_pem, \
              key_sealed = excluded.key_sealed, issuer = excluded.issuer, serial = excluded.serial, \
@@ -290,8 +290,8 @@ impl Store {
         retry_at: OffsetDateTime,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE certificates SET status = ?, last_error = ?, failures = failures + 1, \
-             next_attempt_at = ?, updated_at = ? WHERE name = ?",
+            "UPDATE certificates SET status = $1, last_error = $2, failures = failures + 1, \
+             next_attempt_at = $3, updated_at = $4 WHERE name = $5",
         )
         .bind(CertStatus::Failed.as_str())
         .bind(error)
@@ -316,7 +316,7 @@ impl Store {
     /// The ACME account registered with `directory`, opened.
     pub async fn acme_credentials(&self, directory: &str) -> Result<Option<String>> {
         let row: Option<(String,)> =
-            sqlx::query_as("SELECT credentials FROM acme_accounts WHERE directory = ?")
+            sqlx::query_as("SELECT credentials FROM acme_accounts WHERE directory = $1")
                 .bind(directory)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -327,7 +327,7 @@ impl Store {
     pub async fn save_acme_credentials(&self, directory: &str, credentials: &str) -> Result<()> {
         let sealed = seal_text(self.sealer(), &account_owner(directory), credentials)?;
         sqlx::query(
-            "INSERT INTO acme_accounts (directory, credentials, created_at) VALUES (?, ?, ?) \
+            "INSERT INTO acme_accounts (directory, credentials, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (directory) DO UPDATE SET credentials = excluded.credentials",
         )
         .bind(directory)
@@ -338,7 +338,7 @@ impl Store {
         Ok(())
     }
 
-    fn cert_from_row(&self, row: &SqliteRow) -> Result<Certificate> {
+    fn cert_from_row(&self, row: &AnyRow) -> Result<Certificate> {
         let cols = Cols::new("certificates", row);
         let name = cols.text("name")?;
         let pair = match (cols.opt_text("chain_pem")?, cols.opt_text("key_sealed")?) {
@@ -385,7 +385,7 @@ fn account_owner(directory: &str) -> String {
     format!("acme account {directory}")
 }
 
-fn domain_from_row(row: &SqliteRow) -> Result<Domain> {
+fn domain_from_row(row: &AnyRow) -> Result<Domain> {
     let cols = Cols::new("domains", row);
     Ok(Domain {
         hostname: cols.parse("hostname", |s| s.parse().ok())?,

@@ -22,9 +22,9 @@ impl Store {
     pub async fn formation(&self, app_id: Uuid) -> Result<Vec<FormationEntry>> {
         sqlx::query(
             "SELECT process_type, quantity, memory_bytes FROM formation \
-             WHERE app_id = ? ORDER BY process_type",
+             WHERE app_id = $1 ORDER BY process_type",
         )
-        .bind(app_id.hyphenated())
+        .bind(app_id.to_string())
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -43,13 +43,13 @@ impl Store {
     /// others, as Heroku does. Rows that exist keep the operator's scaling. NotFound when the
     /// app does not exist.
     pub async fn ensure_formation(&self, app_id: Uuid, types: &[ProcessType]) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         for process in types {
             let inserted = sqlx::query(
-                "INSERT INTO formation (app_id, process_type, quantity) VALUES (?, ?, ?) \
+                "INSERT INTO formation (app_id, process_type, quantity) VALUES ($1, $2, $3) \
                  ON CONFLICT (app_id, process_type) DO NOTHING",
             )
-            .bind(app_id.hyphenated())
+            .bind(app_id.to_string())
             .bind(process.as_str())
             .bind(i64::from(process.is_web()))
             .execute(&mut *tx)
@@ -73,11 +73,11 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "INSERT INTO formation (app_id, process_type, quantity, memory_bytes) \
-             VALUES (?, ?, ?, ?) \
+             VALUES ($1, $2, $3, $4) \
              ON CONFLICT (app_id, process_type) \
              DO UPDATE SET quantity = excluded.quantity, memory_bytes = excluded.memory_bytes",
         )
-        .bind(app_id.hyphenated())
+        .bind(app_id.to_string())
         .bind(process.as_str())
         .bind(i64::from(quantity))
         .bind(memory_bytes)

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use semver::Version;
 use slipway_types::api::ReleaseStatus;
 use slipway_types::{AppJson, ConfigVars, ProcessType};
+use sqlx::any::AnyRow;
 use sqlx::error::ErrorKind;
-use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -69,10 +69,10 @@ impl Store {
         sqlx::query(concat!(
             "SELECT ",
             release_columns!(),
-            " FROM releases WHERE app_id = ?",
+            " FROM releases WHERE app_id = $1",
             newest_first!()
         ))
-        .bind(app_id.hyphenated())
+        .bind(app_id.to_string())
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -86,9 +86,9 @@ impl Store {
         sqlx::query(concat!(
             "SELECT ",
             release_columns!(),
-            " FROM releases WHERE app_id = ? AND major = ? AND minor = ? AND patch = ? AND pre = ?"
+            " FROM releases WHERE app_id = $1 AND major = $2 AND minor = $3 AND patch = $4 AND pre = $5"
         ))
-        .bind(app_id.hyphenated())
+        .bind(app_id.to_string())
         .bind(key.major)
         .bind(key.minor)
         .bind(key.patch)
@@ -103,9 +103,9 @@ impl Store {
         sqlx::query(concat!(
             "SELECT ",
             release_columns!(),
-            " FROM releases WHERE id = ?"
+            " FROM releases WHERE id = $1"
         ))
-        .bind(id.hyphenated())
+        .bind(id.to_string())
         .fetch_optional(&self.pool)
         .await?
         .map(|row| self.release_from_row(&row))
@@ -117,9 +117,9 @@ impl Store {
         sqlx::query(concat!(
             "SELECT ",
             release_columns!(),
-            " FROM releases WHERE id = (SELECT current_release_id FROM apps WHERE id = ?)"
+            " FROM releases WHERE id = (SELECT current_release_id FROM apps WHERE id = $1)"
         ))
-        .bind(app_id.hyphenated())
+        .bind(app_id.to_string())
         .fetch_optional(&self.pool)
         .await?
         .map(|row| self.release_from_row(&row))
@@ -130,10 +130,10 @@ impl Store {
     /// reused, so the next bump starts above all of them.
     pub async fn versions(&self, app_id: Uuid) -> Result<Vec<Version>> {
         sqlx::query(
-            "SELECT version FROM releases WHERE app_id = ? \
+            "SELECT version FROM releases WHERE app_id = $1 \
              ORDER BY major, minor, patch, pre = '', created_at, id",
         )
-        .bind(app_id.hyphenated())
+        .bind(app_id.to_string())
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -166,14 +166,14 @@ impl Store {
             status: ReleaseStatus::Pending,
             status_reason: None,
         };
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO releases (id, app_id, version, major, minor, patch, pre, image, config, \
              processes, app_json, commit_sha, description, created_by, created_at, status) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
-        .bind(release.id.hyphenated())
-        .bind(release.app_id.hyphenated())
+        .bind(release.id.to_string())
+        .bind(release.app_id.to_string())
         .bind(release.version.to_string())
         .bind(key.major)
         .bind(key.minor)
@@ -220,12 +220,13 @@ impl Store {
         status: ReleaseStatus,
         reason: Option<&str>,
     ) -> Result<()> {
-        let updated = sqlx::query("UPDATE releases SET status = ?, status_reason = ? WHERE id = ?")
-            .bind(status.as_str())
-            .bind(reason)
-            .bind(id.hyphenated())
-            .execute(&self.pool)
-            .await?;
+        let updated =
+            sqlx::query("UPDATE releases SET status = $1, status_reason = $2 WHERE id = $3")
+                .bind(status.as_str())
+                .bind(reason)
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("release `{id}` not found")));
         }
@@ -234,15 +235,19 @@ impl Store {
 
     /// Marks the release succeeded (clearing any earlier failure reason) and makes it the app's
     /// current one, in one transaction, so a crash never leaves one change without the other.
-    /// NotFound when the release is not one of this app's.
+    /// NotFound when the release is not one of this app's; Conflict when the store is fenced
+    /// (`Store::fenced_by`) and its server lost the leader lease.
     pub async fn promote_release(&self, app_id: Uuid, release_id: Uuid) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
+        if let Some(fence) = self.fence() {
+            fence.check(self.backend(), &mut tx).await?;
+        }
         let updated = sqlx::query(
-            "UPDATE releases SET status = ?, status_reason = NULL WHERE id = ? AND app_id = ?",
+            "UPDATE releases SET status = $1, status_reason = NULL WHERE id = $2 AND app_id = $3",
         )
         .bind(ReleaseStatus::Succeeded.as_str())
-        .bind(release_id.hyphenated())
-        .bind(app_id.hyphenated())
+        .bind(release_id.to_string())
+        .bind(app_id.to_string())
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
@@ -250,9 +255,9 @@ impl Store {
                 "release `{release_id}` of app `{app_id}` not found"
             )));
         }
-        sqlx::query("UPDATE apps SET current_release_id = ? WHERE id = ?")
-            .bind(release_id.hyphenated())
-            .bind(app_id.hyphenated())
+        sqlx::query("UPDATE apps SET current_release_id = $1 WHERE id = $2")
+            .bind(release_id.to_string())
+            .bind(app_id.to_string())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -264,11 +269,11 @@ impl Store {
     pub async fn last_deployed_commit(&self, app_id: Uuid) -> Result<Option<String>> {
         let commit = sqlx::query_scalar(concat!(
             "SELECT commit_sha FROM releases \
-             WHERE app_id = ? AND status = ? AND commit_sha IS NOT NULL",
+             WHERE app_id = $1 AND status = $2 AND commit_sha IS NOT NULL",
             newest_first!(),
             " LIMIT 1"
         ))
-        .bind(app_id.hyphenated())
+        .bind(app_id.to_string())
         .bind(ReleaseStatus::Succeeded.as_str())
         .fetch_optional(&self.pool)
         .await?;
@@ -282,7 +287,7 @@ fn snapshot_owner(id: Uuid) -> String {
 }
 
 impl Store {
-    fn release_from_row(&self, row: &SqliteRow) -> Result<Release> {
+    fn release_from_row(&self, row: &AnyRow) -> Result<Release> {
         let cols = Cols::new("releases", row);
         let id = cols.uuid("id")?;
         let snapshot = open_text(self.sealer(), &snapshot_owner(id), &cols.text("config")?)?;

@@ -1,8 +1,8 @@
 //! SSH public keys registered per user. The SSH git transport finds the pushing user from the
 //! key alone, so a key (by its fingerprint) belongs to one user at most.
 
+use sqlx::any::AnyRow;
 use sqlx::error::ErrorKind;
-use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -59,10 +59,10 @@ impl Store {
         let inserted = sqlx::query(concat!(
             "INSERT INTO ssh_keys (",
             key_columns!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, NULL)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)"
         ))
-        .bind(added.id.hyphenated())
-        .bind(added.user_id.hyphenated())
+        .bind(added.id.to_string())
+        .bind(added.user_id.to_string())
         .bind(&added.name)
         .bind(&added.algorithm)
         .bind(&added.public_key)
@@ -90,9 +90,9 @@ impl Store {
         sqlx::query(concat!(
             "SELECT ",
             key_columns!(),
-            " FROM ssh_keys WHERE user_id = ? ORDER BY created_at, id"
+            " FROM ssh_keys WHERE user_id = $1 ORDER BY created_at, id"
         ))
-        .bind(user_id.hyphenated())
+        .bind(user_id.to_string())
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -105,7 +105,7 @@ impl Store {
         sqlx::query(concat!(
             "SELECT ",
             key_columns!(),
-            " FROM ssh_keys WHERE fingerprint = ?"
+            " FROM ssh_keys WHERE fingerprint = $1"
         ))
         .bind(fingerprint)
         .fetch_optional(&self.pool)
@@ -117,9 +117,9 @@ impl Store {
     /// Removes one of `user_id`'s keys. NotFound when that user has no key with this id, so
     /// nobody can remove another user's key.
     pub async fn remove_ssh_key(&self, user_id: Uuid, id: Uuid) -> Result<()> {
-        let deleted = sqlx::query("DELETE FROM ssh_keys WHERE id = ? AND user_id = ?")
-            .bind(id.hyphenated())
-            .bind(user_id.hyphenated())
+        let deleted = sqlx::query("DELETE FROM ssh_keys WHERE id = $1 AND user_id = $2")
+            .bind(id.to_string())
+            .bind(user_id.to_string())
             .execute(&self.pool)
             .await?;
         if deleted.rows_affected() == 0 {
@@ -130,16 +130,16 @@ impl Store {
 
     /// Records that the key just authenticated someone, for `keys` to show stale keys.
     pub async fn touch_ssh_key(&self, id: Uuid) -> Result<()> {
-        sqlx::query("UPDATE ssh_keys SET last_used_at = ? WHERE id = ?")
+        sqlx::query("UPDATE ssh_keys SET last_used_at = $1 WHERE id = $2")
             .bind(micros(now()))
-            .bind(id.hyphenated())
+            .bind(id.to_string())
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 }
 
-fn key_from_row(row: &SqliteRow) -> Result<SshKey> {
+fn key_from_row(row: &AnyRow) -> Result<SshKey> {
     let cols = Cols::new("ssh_keys", row);
     Ok(SshKey {
         id: cols.uuid("id")?,

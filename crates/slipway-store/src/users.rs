@@ -3,8 +3,8 @@
 
 use std::fmt;
 
+use sqlx::any::AnyRow;
 use sqlx::error::ErrorKind;
-use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -113,8 +113,8 @@ impl Store {
             created_at: now(),
         };
         let inserted =
-            sqlx::query("INSERT INTO users (id, email, role, created_at) VALUES (?, ?, ?, ?)")
-                .bind(user.id.hyphenated())
+            sqlx::query("INSERT INTO users (id, email, role, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(user.id.to_string())
                 .bind(&user.email)
                 .bind(role.as_str())
                 .bind(micros(user.created_at))
@@ -130,8 +130,8 @@ impl Store {
     }
 
     pub async fn user(&self, id: Uuid) -> Result<Option<User>> {
-        sqlx::query("SELECT id, email, role, created_at FROM users WHERE id = ?")
-            .bind(id.hyphenated())
+        sqlx::query("SELECT id, email, role, created_at FROM users WHERE id = $1")
+            .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?
             .map(|row| user_from_row(&row))
@@ -139,7 +139,7 @@ impl Store {
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
-        sqlx::query("SELECT id, email, role, created_at FROM users WHERE email = ?")
+        sqlx::query("SELECT id, email, role, created_at FROM users WHERE email = $1")
             .bind(email)
             .fetch_optional(&self.pool)
             .await?
@@ -174,10 +174,10 @@ impl Store {
             revoked_at: None,
         };
         let inserted = sqlx::query(
-            "INSERT INTO tokens (id, user_id, scope, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO tokens (id, user_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(token.id.hyphenated())
-        .bind(user_id.hyphenated())
+        .bind(token.id.to_string())
+        .bind(user_id.to_string())
         .bind(scope.as_str())
         .bind(micros(token.created_at))
         .bind(token.expires_at.map(micros))
@@ -196,9 +196,9 @@ impl Store {
         sqlx::query(concat!(
             "SELECT ",
             token_columns!(),
-            " FROM tokens WHERE id = ?"
+            " FROM tokens WHERE id = $1"
         ))
-        .bind(id.hyphenated())
+        .bind(id.to_string())
         .fetch_optional(&self.pool)
         .await?
         .map(|row| token_from_row(&row))
@@ -210,9 +210,9 @@ impl Store {
         sqlx::query(concat!(
             "SELECT ",
             token_columns!(),
-            " FROM tokens WHERE user_id = ? ORDER BY created_at DESC, id DESC"
+            " FROM tokens WHERE user_id = $1 ORDER BY created_at DESC, id DESC"
         ))
-        .bind(user_id.hyphenated())
+        .bind(user_id.to_string())
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -223,9 +223,9 @@ impl Store {
     /// Revoking twice keeps the first revocation time. NotFound when no such token exists.
     pub async fn revoke_token(&self, id: Uuid) -> Result<()> {
         let updated =
-            sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+            sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
                 .bind(micros(now()))
-                .bind(id.hyphenated())
+                .bind(id.to_string())
                 .execute(&self.pool)
                 .await?;
         if updated.rows_affected() == 0 {
@@ -238,9 +238,9 @@ impl Store {
 impl Store {
     /// Stores an argon2id PHC string as the user's password.
     pub async fn set_password_hash(&self, user_id: Uuid, hash: &str) -> Result<()> {
-        let updated = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+        let updated = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash)
-            .bind(user_id.hyphenated())
+            .bind(user_id.to_string())
             .execute(&self.pool)
             .await?;
         if updated.rows_affected() == 0 {
@@ -252,7 +252,7 @@ impl Store {
     /// The user with that email and their password hash, if they have a password.
     pub async fn user_with_password(&self, email: &str) -> Result<Option<(User, Option<String>)>> {
         let Some(row) = sqlx::query(
-            "SELECT id, email, role, created_at, password_hash FROM users WHERE email = ?",
+            "SELECT id, email, role, created_at, password_hash FROM users WHERE email = $1",
         )
         .bind(email)
         .fetch_optional(&self.pool)
@@ -269,8 +269,8 @@ impl Store {
     /// admin, or still own apps (named, so they can be handed over or destroyed first).
     pub async fn remove_user(&self, user_id: Uuid) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let Some(row) = sqlx::query("SELECT id, email, role, created_at FROM users WHERE id = ?")
-            .bind(user_id.hyphenated())
+        let Some(row) = sqlx::query("SELECT id, email, role, created_at FROM users WHERE id = $1")
+            .bind(user_id.to_string())
             .fetch_optional(&mut *tx)
             .await?
         else {
@@ -290,8 +290,8 @@ impl Store {
             }
         }
         let owned: Vec<(String,)> =
-            sqlx::query_as("SELECT name FROM apps WHERE owner_id = ? ORDER BY name")
-                .bind(user_id.hyphenated())
+            sqlx::query_as("SELECT name FROM apps WHERE owner_id = $1 ORDER BY name")
+                .bind(user_id.to_string())
                 .fetch_all(&mut *tx)
                 .await?;
         if !owned.is_empty() {
@@ -302,8 +302,8 @@ impl Store {
                 names.join(", ")
             )));
         }
-        sqlx::query("DELETE FROM users WHERE id = ?")
-            .bind(user_id.hyphenated())
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user_id.to_string())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -313,9 +313,9 @@ impl Store {
     /// Records that a token was used from `address`; true the first time.
     pub async fn note_token_address(&self, token_id: Uuid, address: &str) -> Result<bool> {
         let inserted = sqlx::query(
-            "INSERT INTO token_addresses (token_id, address, first_seen) VALUES (?, ?, ?)              ON CONFLICT (token_id, address) DO NOTHING",
+            "INSERT INTO token_addresses (token_id, address, first_seen) VALUES ($1, $2, $3)              ON CONFLICT (token_id, address) DO NOTHING",
         )
-        .bind(token_id.hyphenated())
+        .bind(token_id.to_string())
         .bind(address)
         .bind(micros(now()))
         .execute(&self.pool)
@@ -326,9 +326,9 @@ impl Store {
     /// Collaborators of an app, by email.
     pub async fn collaborators(&self, app_id: Uuid) -> Result<Vec<User>> {
         sqlx::query(
-            "SELECT u.id, u.email, u.role, u.created_at FROM collaborators c              JOIN users u ON u.id = c.user_id WHERE c.app_id = ? ORDER BY u.email",
+            "SELECT u.id, u.email, u.role, u.created_at FROM collaborators c              JOIN users u ON u.id = c.user_id WHERE c.app_id = $1 ORDER BY u.email",
         )
-        .bind(app_id.hyphenated())
+        .bind(app_id.to_string())
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -338,9 +338,9 @@ impl Store {
 
     pub async fn is_collaborator(&self, app_id: Uuid, user_id: Uuid) -> Result<bool> {
         let found: Option<(i64,)> =
-            sqlx::query_as("SELECT 1 FROM collaborators WHERE app_id = ? AND user_id = ?")
-                .bind(app_id.hyphenated())
-                .bind(user_id.hyphenated())
+            sqlx::query_as("SELECT 1 FROM collaborators WHERE app_id = $1 AND user_id = $2")
+                .bind(app_id.to_string())
+                .bind(user_id.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(found.is_some())
@@ -348,13 +348,14 @@ impl Store {
 
     /// Conflict when they already collaborate.
     pub async fn add_collaborator(&self, app_id: Uuid, user_id: Uuid) -> Result<()> {
-        let inserted =
-            sqlx::query("INSERT INTO collaborators (app_id, user_id, created_at) VALUES (?, ?, ?)")
-                .bind(app_id.hyphenated())
-                .bind(user_id.hyphenated())
-                .bind(micros(now()))
-                .execute(&self.pool)
-                .await;
+        let inserted = sqlx::query(
+            "INSERT INTO collaborators (app_id, user_id, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(app_id.to_string())
+        .bind(user_id.to_string())
+        .bind(micros(now()))
+        .execute(&self.pool)
+        .await;
         match inserted {
             Ok(_) => Ok(()),
             Err(err) => Err(match violation(&err) {
@@ -371,9 +372,9 @@ impl Store {
 
     /// NotFound when they were not a collaborator.
     pub async fn remove_collaborator(&self, app_id: Uuid, user_id: Uuid) -> Result<()> {
-        let deleted = sqlx::query("DELETE FROM collaborators WHERE app_id = ? AND user_id = ?")
-            .bind(app_id.hyphenated())
-            .bind(user_id.hyphenated())
+        let deleted = sqlx::query("DELETE FROM collaborators WHERE app_id = $1 AND user_id = $2")
+            .bind(app_id.to_string())
+            .bind(user_id.to_string())
             .execute(&self.pool)
             .await?;
         if deleted.rows_affected() == 0 {
@@ -383,7 +384,7 @@ impl Store {
     }
 }
 
-fn user_from_row(row: &SqliteRow) -> Result<User> {
+fn user_from_row(row: &AnyRow) -> Result<User> {
     let cols = Cols::new("users", row);
     Ok(User {
         id: cols.uuid("id")?,
@@ -393,7 +394,7 @@ fn user_from_row(row: &SqliteRow) -> Result<User> {
     })
 }
 
-fn token_from_row(row: &SqliteRow) -> Result<TokenRecord> {
+fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
     let cols = Cols::new("tokens", row);
     Ok(TokenRecord {
         id: cols.uuid("id")?,

@@ -44,6 +44,9 @@ pub enum ReleaseStatus {
     Succeeded,
     Failed,
     RolledBack,
+    /// Serving a share of the requests beside the current release, watched before it is
+    /// promoted or rolled back.
+    Canary,
 }
 
 impl ReleaseStatus {
@@ -53,6 +56,7 @@ impl ReleaseStatus {
             ReleaseStatus::Succeeded => "succeeded",
             ReleaseStatus::Failed => "failed",
             ReleaseStatus::RolledBack => "rolled_back",
+            ReleaseStatus::Canary => "canary",
         }
     }
 
@@ -62,6 +66,7 @@ impl ReleaseStatus {
             Self::Succeeded,
             Self::Failed,
             Self::RolledBack,
+            Self::Canary,
         ]
         .into_iter()
         .find(|status| status.as_str() == s)
@@ -267,6 +272,9 @@ pub struct ProcessInfo {
     pub exit_code: Option<i64>,
     /// Crash restarts of this slot since it last ran steadily.
     pub restarts: u32,
+    /// A canary container: the next release, serving a share of the requests.
+    #[serde(default)]
+    pub canary: bool,
 }
 
 /// `GET /v1/apps/{app}/formation`: the desired scale and what runs.

@@ -27,6 +27,11 @@ pub struct AppJson {
     pub healthchecks: BTreeMap<ProcessType, Vec<HealthCheck>>,
     #[serde(default)]
     pub formation: BTreeMap<ProcessType, FormationSpec>,
+    /// The port the web process listens on in its container: `$PORT` is set to it and the
+    /// router and health checks connect to it. A Dockerfile's EXPOSE fills it in, since such
+    /// an image may ignore `$PORT`; absent, web processes get 5000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +113,9 @@ impl AppJson {
     }
 
     fn validate(&self) -> Result<(), AppJsonError> {
+        if self.port == Some(0) {
+            return Err(invalid("`port` must not be 0"));
+        }
         for (process, checks) in &self.healthchecks {
             for (i, check) in checks.iter().enumerate() {
                 check.validate(&format!("healthchecks.{process}[{i}]"))?;
@@ -236,6 +244,11 @@ mod tests {
         assert_eq!(checks[0].wait, 5);
         assert_eq!(checks[0].initial_delay, 0);
         assert_eq!(app.formation[&ProcessType::web()].quantity, Some(2));
+        assert_eq!(app.port, None);
+        assert_eq!(
+            AppJson::parse(r#"{"port": 8080}"#).unwrap().port,
+            Some(8080)
+        );
         assert!(
             AppJson::parse("{}")
                 .unwrap()
@@ -276,6 +289,8 @@ mod tests {
                 r#"{"healthchecks": {"web": [{"content": "ok"}]}}"#,
                 "healthchecks.web[0].content",
             ),
+            (r#"{"port": 0}"#, "`port` must not be 0"),
+            (r#"{"port": 70000}"#, "port"),
         ];
         for (text, field) in cases {
             let err = AppJson::parse(text).unwrap_err().to_string();

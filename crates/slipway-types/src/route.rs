@@ -31,6 +31,56 @@ pub struct SiteRoutes {
     /// backends, which keep running.
     #[serde(default)]
     pub maintenance: bool,
+    /// A new release taking a share of the requests beside `backends` before it replaces them.
+    #[serde(default)]
+    pub canary: Option<CanaryRoutes>,
+    /// Requests per client IP beyond which the router answers 429 instead of the app.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// The canary side of a site: its backends and the share of requests they get.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryRoutes {
+    /// The canary's release, as its backends carry it; also the sticky cookie's value.
+    pub release: String,
+    pub backends: Vec<Backend>,
+    /// 1–99: the share of requests sent to `backends`.
+    pub percent: u8,
+    /// Keeps a client on the side it first got with a `slipway-canary` cookie, so one user does
+    /// not see two releases alternate.
+    pub sticky: bool,
+}
+
+/// A token bucket per client IP: `requests` per `period` on average, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub period: RatePeriod,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RatePeriod {
+    Second,
+    Minute,
+}
+
+impl RatePeriod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RatePeriod::Second => "s",
+            RatePeriod::Minute => "m",
+        }
+    }
+
+    pub fn seconds(self) -> u32 {
+        match self {
+            RatePeriod::Second => 1,
+            RatePeriod::Minute => 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -55,12 +55,29 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Copy a stopped server's store into a fresh, empty one: how to move from SQLite to
+    /// PostgreSQL. Sealed values are copied as they are: run the servers on the new store with
+    /// the same master key
+    #[command(name = "store:copy")]
+    StoreCopy {
+        /// The store to read, like `sqlite:///var/lib/slipway/slipway.db`
+        #[arg(long)]
+        from: String,
+        /// The empty store to fill, like `postgres://slipway:PASSWORD@db.internal/slipway`
+        #[arg(long)]
+        to: String,
+    },
     /// Run by git as the pre-receive hook of every app repository
     #[command(name = "git-hook", hide = true)]
     GitHook { hook: String },
     #[command(flatten)]
     Client(ClientCommand),
 }
+
+/// mimalloc rather than glibc's malloc: the router allocates on every request (see
+/// docs/decisions.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -107,6 +124,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 (slipway_builder::AddonImage::Redis, redis_image),
             ];
             stack_build(suite, image, mirror, addons, force).await?;
+        }
+        Command::StoreCopy { from, to } => {
+            let source = slipway_store::Store::open(&from).await?;
+            let target = slipway_store::Store::open(&to).await?;
+            for (table, rows) in source.copy_into(&target).await? {
+                println!("{table}: {rows} rows");
+            }
+            println!(
+                "copied {} into {}",
+                slipway_store::redacted(&from),
+                slipway_store::redacted(&to)
+            );
+            source.close().await;
+            target.close().await;
         }
         Command::GitHook { hook } => {
             anyhow::ensure!(hook == "pre-receive", "unknown git hook `{hook}`");

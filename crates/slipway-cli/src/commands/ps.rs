@@ -38,7 +38,11 @@ fn render(view: &FormationView) -> String {
         processes.row(vec![
             process.dyno.clone(),
             state,
-            format!("v{}", process.release),
+            if process.canary {
+                format!("v{} (canary)", process.release)
+            } else {
+                format!("v{}", process.release)
+            },
             process.started_at.clone().unwrap_or_else(|| "-".to_owned()),
             process.restarts.to_string(),
         ]);
@@ -199,6 +203,7 @@ mod tests {
                     started_at: Some("2026-11-22T00:00:00Z".into()),
                     exit_code: None,
                     restarts: 0,
+                    canary: false,
                 },
                 ProcessInfo {
                     dyno: "web.2".into(),
@@ -207,6 +212,7 @@ mod tests {
                     started_at: None,
                     exit_code: Some(1),
                     restarts: 3,
+                    canary: false,
                 },
             ],
         };

@@ -96,6 +96,45 @@ async fn import_applies_the_image_config() {
 }
 
 #[tokio::test]
+async fn a_tagged_image_keeps_its_config_and_outlives_the_original_name() {
+    let scratch = Scratch::new("tag").await;
+    let config = ImageConfig {
+        cmd: vec!["echo".to_owned(), "tagged".to_owned()],
+        ..ImageConfig::default()
+    };
+    let image = scratch.busybox_image(&config).await;
+    let second = format!("{}/other:2.0.0", scratch.name("repo"));
+    scratch.track_image(&second);
+    scratch
+        .engine
+        .tag_image(&image, &second)
+        .await
+        .expect("tags the image");
+    let details = scratch
+        .engine
+        .inspect_image(&second)
+        .await
+        .expect("inspects")
+        .expect("the new name exists");
+    assert_eq!(details.config.cmd, config.cmd);
+
+    scratch.engine.remove_image(&image).await.expect("removes");
+    assert!(
+        scratch
+            .engine
+            .image_exists(&second)
+            .await
+            .expect("inspects")
+    );
+    let error = scratch
+        .engine
+        .tag_image(&image, &format!("{second}-again"))
+        .await
+        .expect_err("the original name is gone");
+    assert!(error.to_string().contains(&image), "{error}");
+}
+
+#[tokio::test]
 async fn importing_a_missing_tarball_names_it() {
     let scratch = Scratch::new("import-missing").await;
     let reference = format!("{}/none:1", scratch.name("img"));

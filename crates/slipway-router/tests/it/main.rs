@@ -4,6 +4,7 @@
 mod access_log;
 mod bad_input;
 mod balancing;
+mod canary;
 mod failures;
 mod forwarding;
 mod lifecycle;

@@ -273,6 +273,8 @@ pub fn site(app: &str, hosts: &[&str], backends: Vec<Backend>) -> SiteRoutes {
         hosts: hosts.iter().map(|host| (*host).to_owned()).collect(),
         backends,
         maintenance: false,
+        canary: None,
+        rate_limit: None,
     }
 }
 

@@ -378,18 +378,52 @@ async fn a_silent_client_neither_blocks_others_nor_keeps_its_socket() {
     }
 }
 
+/// A shutdown closes nothing a client may be using: a request in progress is finished, a
+/// handshake that had not started yet is completed and its request answered with `Connection:
+/// close`, an idle HTTP/2 connection gets GOAWAY; only a client that says nothing is let go, at
+/// the header read timeout.
 #[tokio::test]
-async fn shutdown_finishes_https_requests_and_drops_unfinished_handshakes() {
+async fn shutdown_finishes_https_requests_and_handshakes_in_progress() {
     let web = Upstream::start("web.1").await;
-    let (router, ca) = secured(&web).await;
+    let ca = TestCa::new();
+    let router = TestRouter::with_config(RouterConfig {
+        listen_port: PUBLIC_PORT,
+        https_port: Some(PUBLIC_HTTPS_PORT),
+        header_read_timeout: Duration::from_secs(1),
+        ..RouterConfig::default()
+    })
+    .await;
+    router.route(vec![web.backend()]);
+    let errors = router.router.update_certs(&CertSnapshot {
+        certs: vec![ca.leaf(&[HOST])],
+    });
+    assert!(errors.is_empty(), "{errors:?}");
     let _silent = TcpStream::connect(router.tls_addr).await.expect("connect");
+    let late = TcpStream::connect(router.tls_addr).await.expect("connect");
+    let h2 = connect(&ca.client(&[b"h2"]), router.tls_addr, HOST).await;
+    let h2 = http2_over(h2).await;
     let stream = connect(&ca.client(H1), router.tls_addr, HOST).await;
     let mut sender = http1_over(stream).await;
     let slow = tokio::spawn(async move { get_over(&mut sender, HOST, "/slow").await });
     router.wait_in_flight(web.addr, 1).await;
+    router.wait_connections(4).await;
 
     router.begin_shutdown();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let name = rustls_pki_types::ServerName::try_from(HOST).expect("server name");
+    let late = tokio::time::timeout(PATIENCE, ca.client(H1).connect(name, late))
+        .await
+        .expect("handshake in time")
+        .expect("the handshake started before the shutdown completes");
+    let reply = get_over(&mut http1_over(late).await, HOST, "/").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("connection"), "close");
+    for _ in 0..100 {
+        if h2.is_closed() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(h2.is_closed(), "the idle HTTP/2 connection got no GOAWAY");
     assert!(
         !router.tls_task.is_finished(),
         "serve_tls returned with a request in flight"
@@ -401,7 +435,7 @@ async fn shutdown_finishes_https_requests_and_drops_unfinished_handshakes() {
     assert_eq!(reply.body, "slow done");
     tokio::time::timeout(Duration::from_secs(5), router.tls_task)
         .await
-        .expect("serve_tls returns once drained, without waiting for the silent handshake")
+        .expect("serve_tls returns once drained and the silent client timed out")
         .expect("serve_tls task")
         .expect("serve_tls result");
 }

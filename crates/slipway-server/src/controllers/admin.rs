@@ -242,6 +242,7 @@ pub async fn settings(State(state): State<AppState>) -> Json<BTreeMap<String, St
     set("apps-domain", config.apps_domain.clone());
     set("stack-image", config.stack_image.clone());
     set("build-ca-bundle", shown(path(&config.build_ca_bundle)));
+    set("drain-ca-bundle", shown(path(&config.drain_ca_bundle)));
     set("build-concurrency", config.build_concurrency.to_string());
     set("log-lines", config.log_lines.to_string());
     set(

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use slipway_store::{App, Domain};
 use slipway_types::DomainName;
-use slipway_types::api::{AddDomain, DomainInfo};
+use slipway_types::api::{AddDomain, DnsStatus, DomainInfo};
 
 use crate::app::AppState;
 use crate::auth::Caller;
@@ -67,14 +67,24 @@ pub async fn create(
             Some(hostname.as_str()),
         )
         .await;
-    state.certs.changed();
     // Route it and serve it in the built-in DNS now, then answer with whether DNS already
-    // points here; the background loop keeps checking.
+    // points here; when it does, the certificate is ordered at once. The background loop
+    // keeps checking the others.
     if let Err(error) = state.certs.sync(&state).await {
         tracing::warn!(domain = %hostname, %error, "syncing domains failed");
     }
-    if let Err(error) = state.certs.check(&domain).await {
-        tracing::warn!(domain = %hostname, %error, "checking a new domain's DNS failed");
+    match state.certs.check(&domain).await {
+        Ok(DnsStatus::Verified) => match state.certs.want_certificate(&domain).await {
+            Ok(true) => state.certs.changed(),
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(domain = %hostname, %error, "wanting a certificate failed");
+            }
+        },
+        Ok(DnsStatus::Pending) => {}
+        Err(error) => {
+            tracing::warn!(domain = %hostname, %error, "checking a new domain's DNS failed");
+        }
     }
     let domain = state.store.domain(&hostname).await?.unwrap_or(domain);
     Ok((

@@ -4,21 +4,28 @@ use slipway_store::Release;
 use slipway_types::api::{ReleaseInfo, ReleaseStatus, RollbackRequest};
 use uuid::Uuid;
 
+use crate::alerts::ReleaseEvent;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::deployer::Progress;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 
-fn info(release: Release, current: Option<Uuid>) -> ReleaseInfo {
+/// `canary`: the release running as the app's canary, shown with that status (the store keeps
+/// it pending until it is promoted or fails).
+fn info(release: Release, current: Option<Uuid>, canary: Option<Uuid>) -> ReleaseInfo {
     ReleaseInfo {
+        status: if canary == Some(release.id) {
+            ReleaseStatus::Canary
+        } else {
+            release.status
+        },
         version: release.version.to_string(),
         description: release.description,
         commit: release.commit,
         image: release.image,
         created_by: release.created_by,
         created_at: release.created_at,
-        status: release.status,
         status_reason: release.status_reason,
         current: current == Some(release.id),
     }
@@ -31,10 +38,11 @@ pub async fn list(
 ) -> ApiResult<Json<Vec<ReleaseInfo>>> {
     let app = state.app_for(&caller, &name).await?;
     let releases = state.store.releases(app.id).await?;
+    let canary = state.deployer.canary_release_id(&app.name);
     Ok(Json(
         releases
             .into_iter()
-            .map(|r| info(r, app.current_release))
+            .map(|r| info(r, app.current_release, canary))
             .collect(),
     ))
 }
@@ -53,7 +61,8 @@ pub async fn show(
         .release(app.id, &parsed)
         .await?
         .ok_or_else(not_found)?;
-    Ok(Json(info(release, app.current_release)))
+    let canary = state.deployer.canary_release_id(&app.name);
+    Ok(Json(info(release, app.current_release, canary)))
 }
 
 /// Cuts a new patch release with an earlier release's image, config and app.json, described
@@ -153,10 +162,19 @@ pub async fn rollback(
         .store
         .set_release_status(current.id, ReleaseStatus::RolledBack, None)
         .await?;
+    state.deployer.notify_release(
+        &app,
+        &current,
+        ReleaseEvent::RolledBack,
+        Some(format!(
+            "rolled back to {} by {} (release {version})",
+            target.version, caller.user.email
+        )),
+    );
     let live = state
         .store
         .release_by_id(release.id)
         .await?
         .ok_or_else(|| ApiError::internal("the rollback release vanished"))?;
-    Ok(Json(info(live, Some(release.id))))
+    Ok(Json(info(live, Some(release.id), None)))
 }

@@ -6,9 +6,9 @@ use axum::Json;
 use axum::extract::{Query, State};
 use serde::Deserialize;
 
-use super::{Layout, PageResult, Session, ok, when};
+use super::{Layout, PageResult, Session, graphs, ok, when};
 use crate::app::AppState;
-use crate::controllers::admin;
+use crate::controllers::{admin, metrics};
 
 const TABS: [(&str, &str); 4] = [
     ("", "Status"),
@@ -29,6 +29,8 @@ struct AdminPage {
     rows: Vec<Vec<String>>,
     filter_app: String,
     filter_user: String,
+    /// Inline SVG charts of the platform's last hour, on the status tab.
+    graphs: Vec<String>,
 }
 
 impl AdminPage {
@@ -43,6 +45,7 @@ impl AdminPage {
             rows: Vec::new(),
             filter_app: String::new(),
             filter_user: String::new(),
+            graphs: Vec::new(),
         }
     }
 }
@@ -52,8 +55,13 @@ fn mib(bytes: u64) -> String {
 }
 
 pub async fn status(State(state): State<AppState>, session: Session) -> PageResult {
-    let Json(status) = admin::status(State(state)).await?;
+    let Json(status) = admin::status(State(state.clone())).await?;
+    let platform = metrics::platform_metrics(&state, metrics::DEFAULT_SINCE).await?;
     let mut page = AdminPage::new(&session, "", "Platform status");
+    page.graphs = graphs::platform_charts(&platform)
+        .iter()
+        .map(graphs::Chart::svg)
+        .collect();
     page.facts = vec![
         ("Version", status.version),
         ("Up for", format!("{} s", status.uptime_seconds)),
@@ -66,6 +74,13 @@ pub async fn status(State(state): State<AppState>, session: Session) -> PageResu
             status.disk.volumes_bytes.map(mib).unwrap_or_default(),
         ),
         ("Data dir", mib(status.disk.data_dir_bytes)),
+        ("Builds running", platform.builds_running.to_string()),
+        (
+            "Disk free",
+            platform.disk.map_or_else(String::new, |disk| {
+                format!("{} of {}", mib(disk.available_bytes), mib(disk.total_bytes))
+            }),
+        ),
     ];
     page.heading = Some("Certificates and failed releases (24 h)");
     page.columns = vec!["What", "Name", "Status", "When"];

@@ -4,14 +4,17 @@ use askama::Template;
 use axum::Form;
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use slipway_store::App;
-use slipway_types::AppName;
 use slipway_types::api::{
     AppInfo, CreateApp, FormationView, ProcessInfo, ProcessState, ReleaseStatus,
 };
+use slipway_types::{AppName, Stage};
 
-use super::{AppNav, Layout, PageError, PageResult, Session, inline, ok, render, see_other};
+use super::{
+    AppNav, Layout, PageError, PageResult, Session, graphs, inline, ok, render, see_other,
+};
 use crate::app::AppState;
 use crate::controllers;
 use crate::error::ApiError;
@@ -23,7 +26,7 @@ pub struct AppRow {
     pub release: String,
     /// `web=2 worker=1`, counting processes that are up.
     pub processes: String,
-    /// running, deploying, failed, crashed, idle or new.
+    /// running, deploying, canary, failed, crashed, idle or new.
     pub status: &'static str,
 }
 
@@ -40,7 +43,11 @@ impl From<&ProcessInfo> for ProcessRow {
     fn from(process: &ProcessInfo) -> Self {
         Self {
             dyno: process.dyno.clone(),
-            release: process.release.clone(),
+            release: if process.canary {
+                format!("{} (canary)", process.release)
+            } else {
+                process.release.clone()
+            },
             state: match process.state {
                 ProcessState::Up => "up",
                 ProcessState::Crashed => "crashed",
@@ -62,6 +69,7 @@ async fn status(
     let deploying = state.deployer.try_lock(&app.name).is_none();
     Ok(match latest.map(|release| release.status) {
         _ if deploying => "deploying",
+        _ if state.deployer.canary_release_id(&app.name).is_some() => "canary",
         Some(ReleaseStatus::Pending) => "deploying",
         Some(ReleaseStatus::Failed) => "failed",
         None => "new",
@@ -187,6 +195,33 @@ struct OverviewPage {
     last_deploy: String,
     status: &'static str,
     processes: Vec<ProcessRow>,
+    /// The app's pipeline and stage, if it is in one.
+    pipeline: Option<(String, Stage)>,
+    alerts: Vec<AlertRow>,
+    /// Inline SVG charts of the last hour.
+    graphs: Vec<String>,
+}
+
+/// A firing alert as the overview lists it.
+pub struct AlertRow {
+    pub rule: String,
+    pub since: String,
+    pub message: String,
+}
+
+async fn alert_rows(state: &AppState, app: &App) -> Result<Vec<AlertRow>, ApiError> {
+    let firing = state.store.firing_alerts(app.id).await?;
+    Ok(firing
+        .into_iter()
+        .map(|alert| AlertRow {
+            rule: alert.rule.to_string(),
+            since: alert
+                .since
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            message: alert.message,
+        })
+        .collect())
 }
 
 pub async fn overview(
@@ -194,35 +229,55 @@ pub async fn overview(
     session: Session,
     Path(name): Path<String>,
 ) -> PageResult {
+    overview_page(&state, &session, &name, StatusCode::OK, None, None).await
+}
+
+/// The overview, with what a form on it just did.
+pub(super) async fn overview_page(
+    state: &AppState,
+    session: &Session,
+    name: &str,
+    code: StatusCode,
+    notice: Option<String>,
+    error: Option<String>,
+) -> PageResult {
     let caller = session.caller.clone();
-    let Json(info) =
-        controllers::apps::show(State(state.clone()), caller.clone(), Path(name.clone())).await?;
+    let path = || Path(name.to_owned());
+    let Json(info) = controllers::apps::show(State(state.clone()), caller.clone(), path()).await?;
     let Json(FormationView { processes, .. }) =
-        controllers::formation::show(State(state.clone()), caller.clone(), Path(name.clone()))
-            .await?;
-    let Json(domains) =
-        controllers::domains::list(State(state.clone()), caller, Path(name.clone())).await?;
-    let app = store_app(&state, &name).await?;
+        controllers::formation::show(State(state.clone()), caller.clone(), path()).await?;
+    let Json(domains) = controllers::domains::list(State(state.clone()), caller, path()).await?;
+    let app = store_app(state, name).await?;
     let releases = state.store.releases(app.id).await.map_err(ApiError::from)?;
+    let canary = state.deployer.canary_release_id(&app.name);
     let last_deploy = releases.first().map_or_else(
         || "never deployed: push to deploy".to_owned(),
         |release| {
-            let mut text = format!(
-                "{} {}: {}",
-                release.version, release.status, release.description
-            );
+            let status = if canary == Some(release.id) {
+                ReleaseStatus::Canary
+            } else {
+                release.status
+            };
+            let mut text = format!("{} {status}: {}", release.version, release.description);
             if let Some(reason) = &release.status_reason {
                 text.push_str(&format!(" ({reason})"));
             }
             text
         },
     );
+    let pipeline = state
+        .store
+        .app_pipeline(app.id)
+        .await
+        .map_err(ApiError::from)?
+        .map(|(pipeline, stage)| (pipeline.name.to_string(), stage));
     let page = OverviewPage {
         layout: session.layout(format!("{name} overview")),
-        nav: AppNav::new(&name, ""),
-        notice: None,
-        error: None,
-        status: status(&state, &app, &processes).await?,
+        nav: AppNav::new(name, ""),
+        notice,
+        error,
+        pipeline,
+        status: status(state, &app, &processes).await?,
         current: info
             .current_release
             .clone()
@@ -231,8 +286,16 @@ pub async fn overview(
         info,
         last_deploy,
         processes: processes.iter().map(ProcessRow::from).collect(),
+        alerts: alert_rows(state, &app).await?,
+        graphs: graphs::app_charts(
+            &controllers::metrics::app_metrics(state, &app, controllers::metrics::DEFAULT_SINCE)
+                .await?,
+        )
+        .iter()
+        .map(graphs::Chart::svg)
+        .collect(),
     };
-    ok(&page)
+    Ok(render(code, &page))
 }
 
 #[cfg(test)]
@@ -247,6 +310,7 @@ mod tests {
             started_at: None,
             exit_code: None,
             restarts: 0,
+            canary: false,
         }
     }
 

@@ -10,7 +10,7 @@ use slipway_engine::ContainerState;
 use slipway_types::{HealthCheck, ProcessType};
 use tokio::time::Instant;
 
-use super::{Deployer, WEB_PORT};
+use super::Deployer;
 
 /// A web process must accept TCP connections on `$PORT` within this long.
 const WEB_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -29,6 +29,8 @@ pub(super) struct Target<'a> {
     pub network: &'a str,
     /// The app's hostname, sent as `Host` in HTTP checks.
     pub host: &'a str,
+    /// Where a web process listens (`$PORT`) and checks without a port connect.
+    pub port: u16,
 }
 
 impl Deployer {
@@ -63,7 +65,7 @@ impl Deployer {
         loop {
             let state = self.ensure_running(target).await?;
             if let Some(ip) = state.addresses.get(target.network) {
-                let addr = SocketAddr::new(*ip, WEB_PORT);
+                let addr = SocketAddr::new(*ip, target.port);
                 let connect = tokio::time::timeout(
                     Duration::from_secs(1),
                     tokio::net::TcpStream::connect(addr),
@@ -74,8 +76,9 @@ impl Deployer {
             }
             if Instant::now() >= deadline {
                 return Err(format!(
-                    "{} did not listen on $PORT ({WEB_PORT}) within {} s: bind your web process to 0.0.0.0:$PORT",
+                    "{} did not listen on $PORT ({}) within {} s: bind your web process to 0.0.0.0:$PORT",
                     target.dyno,
+                    target.port,
                     WEB_BOOT_TIMEOUT.as_secs()
                 ));
             }
@@ -149,7 +152,7 @@ impl Deployer {
                 .get(target.network)
                 .ok_or("the container has no address")?,
         };
-        let port = check.port.unwrap_or(WEB_PORT);
+        let port = check.port.unwrap_or(target.port);
         let url = format!("http://{}{path}", SocketAddr::new(ip, port));
         let response = self
             .http

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::time::Instant;
 
-use super::{DeployError, Deployer, STOP_GRACE, WEB_PORT, network_name};
+use super::{DeployError, Deployer, STOP_GRACE, container_port, network_name};
 
 /// A container that has run this long without crashing has its back-off forgiven.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
@@ -52,12 +52,54 @@ impl Deployer {
         Ok(())
     }
 
+    /// A follower's reconcile: fills the router from the containers the leader runs, changing
+    /// nothing. Every server routes, only the leader converges containers; the follower's table
+    /// trails the leader's by at most one pass.
+    pub async fn follow_routes(&self) -> Result<(), DeployError> {
+        for app in self.store.apps().await? {
+            let Some(release) = self.store.current_release(app.id).await? else {
+                self.set_backends(&app.name, Vec::new());
+                continue;
+            };
+            let version = release.version.to_string();
+            let network = network_name(&app.name);
+            let mut backends = Vec::new();
+            for container in self
+                .app_containers(&app.name, Some("process"))
+                .await
+                .map_err(engine_error)?
+            {
+                let Some((process, index)) = slot_of(&container) else {
+                    continue;
+                };
+                if !container.running
+                    || container.labels.get(labels::RELEASE) != Some(&version)
+                    || process != ProcessType::web().to_string()
+                {
+                    continue;
+                }
+                if let Some(addr) = listening_addr(&container, &network).await {
+                    backends.push(Backend {
+                        addr,
+                        id: container.id.clone(),
+                        dyno: format!("{process}.{index}"),
+                        release: version.clone(),
+                    });
+                }
+            }
+            self.set_backends(&app.name, backends);
+        }
+        self.set_maintenance(self.store.apps_in_maintenance().await?);
+        Ok(())
+    }
+
     /// Brings one app's process containers in line with its current release and formation.
     /// Skips the app while a deploy holds its lock: the deploy owns its containers then.
     pub async fn reconcile_app(&self, app: &App) -> Result<(), DeployError> {
         let Some(_guard) = self.try_lock(&app.name) else {
             return Ok(());
         };
+        self.clean_orphan_canary(app).await?;
         // A release phase runs only under the app lock, which this holds: any release
         // container is what an interrupted rollout left.
         for leftover in self
@@ -199,6 +241,9 @@ impl Deployer {
                     &dyno,
                     format!("State changed from up to crashed (exit status {status}); restart {attempts}"),
                 );
+                self.notify(crate::alerts::Notice::Crashed {
+                    app: app.name.clone(),
+                });
             }
             None => {
                 tracing::info!(app = %app.name, %dyno, "starting missing process");
@@ -254,7 +299,10 @@ fn slot_of(container: &ContainerState) -> Option<(String, u32)> {
 
 /// The container's web address, if it accepts connections right now.
 async fn listening_addr(container: &ContainerState, network: &str) -> Option<SocketAddr> {
-    let addr = SocketAddr::new(*container.addresses.get(network)?, WEB_PORT);
+    let addr = SocketAddr::new(
+        *container.addresses.get(network)?,
+        container_port(&container.labels),
+    );
     // A process that is not listening refuses at once; a busy one whose listen queue is full
     // drops the SYN, and the kernel sends it again after a second. The deadline covers that
     // retry, so a loaded app adopted by a restarted server is not left out of the routes.

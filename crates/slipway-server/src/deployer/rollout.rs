@@ -14,7 +14,7 @@ use slipway_types::{Backend, ProcessType, labels};
 use tokio::time::Instant;
 
 use super::health::Target;
-use super::{Deployer, Progress, STOP_GRACE, WEB_PORT, network_name};
+use super::{Deployer, Progress, STOP_GRACE, container_port, network_name, web_port};
 
 /// A process container the rollout knows.
 #[derive(Debug, Clone)]
@@ -36,7 +36,7 @@ impl Proc {
             .addresses
             .get(network)
             .filter(|_| state.running)
-            .map(|ip| SocketAddr::new(*ip, WEB_PORT));
+            .map(|ip| SocketAddr::new(*ip, container_port(&state.labels)));
         Some(Self {
             id: state.id.clone(),
             process,
@@ -187,6 +187,7 @@ impl Deployer {
             dyno: &dyno,
             network: &network,
             host: &host,
+            port: web_port(release),
         };
         let checks = release.app_json.startup_checks(&entry.process);
         match self.wait_healthy(&target, &checks).await {
@@ -293,7 +294,7 @@ impl Deployer {
                 return None;
             }
             if let Some(ip) = state.addresses.get(network) {
-                let addr = SocketAddr::new(*ip, WEB_PORT);
+                let addr = SocketAddr::new(*ip, container_port(&state.labels));
                 let connect = tokio::time::timeout(
                     Duration::from_secs(1),
                     tokio::net::TcpStream::connect(addr),

@@ -2,7 +2,7 @@ use slipway_store::{BackupOutcome, NewAddon, StoreError};
 use slipway_types::api::{BackupStatus, BackupTrigger};
 use uuid::Uuid;
 
-use crate::{app, count, store};
+use crate::{Backend, app, on_both, store_on};
 
 fn postgres(app_id: Uuid, name: &'static str, var: &'static str) -> NewAddon<'static> {
     NewAddon {
@@ -14,9 +14,8 @@ fn postgres(app_id: Uuid, name: &'static str, var: &'static str) -> NewAddon<'st
     }
 }
 
-#[tokio::test]
-async fn addons_are_created_found_listed_and_deleted() {
-    let (store, _dir) = store().await;
+async fn addons_are_created_found_listed_and_deleted(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let app = app(&store, "web-1").await;
     let other = crate::app(&store, "other").await;
     let db = store
@@ -52,9 +51,10 @@ async fn addons_are_created_found_listed_and_deleted() {
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
 
-#[tokio::test]
-async fn a_taken_name_or_an_unknown_kind_is_a_conflict_and_a_missing_app_not_found() {
-    let (store, _dir) = store().await;
+async fn a_taken_name_or_an_unknown_kind_is_a_conflict_and_a_missing_app_not_found(
+    backend: Backend,
+) {
+    let (store, _dir) = store_on(backend).await;
     let app = app(&store, "web-1").await;
     store
         .create_addon(postgres(app.id, "db", "DATABASE_URL"))
@@ -86,9 +86,8 @@ async fn a_taken_name_or_an_unknown_kind_is_a_conflict_and_a_missing_app_not_fou
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
 
-#[tokio::test]
-async fn backups_count_per_app_and_record_their_outcome() {
-    let (store, _dir) = store().await;
+async fn backups_count_per_app_and_record_their_outcome(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let app = app(&store, "web-1").await;
     let other = crate::app(&store, "other").await;
 
@@ -147,9 +146,8 @@ async fn backups_count_per_app_and_record_their_outcome() {
     assert_eq!(store.backup(app.id, 3).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn backups_outlive_their_addon_and_go_with_the_app() {
-    let (store, dir) = store().await;
+async fn backups_outlive_their_addon_and_go_with_the_app(backend: Backend) {
+    let (store, dir) = store_on(backend).await;
     let app = app(&store, "web-1").await;
     let db = store
         .create_addon(postgres(app.id, "postgres-1", "DATABASE_URL"))
@@ -174,15 +172,11 @@ async fn backups_outlive_their_addon_and_go_with_the_app() {
     ));
 
     store.delete_app(app.id).await.unwrap();
-    assert_eq!(
-        count(dir.path(), "SELECT COUNT(*) FROM addon_backups").await,
-        0
-    );
+    assert_eq!(dir.count("SELECT COUNT(*) FROM addon_backups").await, 0);
 }
 
-#[tokio::test]
-async fn running_backups_a_stopped_server_left_are_failed_at_start() {
-    let (store, _dir) = store().await;
+async fn running_backups_a_stopped_server_left_are_failed_at_start(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let app = app(&store, "web-1").await;
     let running = store
         .start_backup(app.id, "postgres-1", BackupTrigger::Scheduled)
@@ -219,3 +213,11 @@ async fn running_backups_a_stopped_server_left_are_failed_at_start() {
     let done = store.backup(app.id, done.number).await.unwrap().unwrap();
     assert_eq!(done.status, BackupStatus::Succeeded);
 }
+
+on_both!(
+    addons_are_created_found_listed_and_deleted,
+    a_taken_name_or_an_unknown_kind_is_a_conflict_and_a_missing_app_not_found,
+    backups_count_per_app_and_record_their_outcome,
+    backups_outlive_their_addon_and_go_with_the_app,
+    running_backups_a_stopped_server_left_are_failed_at_start,
+);

@@ -3,11 +3,10 @@ use slipway_types::ProcessType;
 use slipway_types::api::AuditOutcome;
 use uuid::Uuid;
 
-use crate::{app, count, name, new_release, store, user, vars};
+use crate::{Backend, app, name, new_release, on_both, store_on, user, vars};
 
-#[tokio::test]
-async fn apps_are_created_found_and_listed_by_name() {
-    let (store, _dir) = store().await;
+async fn apps_are_created_found_and_listed_by_name(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let owner = user(&store, "dev@example.com").await;
     let zeta = store.create_app(&name("zeta"), owner.id).await.unwrap();
     let alpha = store.create_app(&name("alpha"), owner.id).await.unwrap();
@@ -19,9 +18,8 @@ async fn apps_are_created_found_and_listed_by_name() {
     assert_eq!(store.apps().await.unwrap(), vec![alpha, zeta]);
 }
 
-#[tokio::test]
-async fn a_taken_name_is_a_conflict_and_a_missing_owner_not_found() {
-    let (store, _dir) = store().await;
+async fn a_taken_name_is_a_conflict_and_a_missing_owner_not_found(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let owner = user(&store, "dev@example.com").await;
     store.create_app(&name("web-1"), owner.id).await.unwrap();
     let err = store
@@ -39,9 +37,8 @@ async fn a_taken_name_is_a_conflict_and_a_missing_owner_not_found() {
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
 
-#[tokio::test]
-async fn deleting_an_app_removes_everything_it_owns_and_nothing_else() {
-    let (store, dir) = store().await;
+async fn deleting_an_app_removes_everything_it_owns_and_nothing_else(backend: Backend) {
+    let (store, dir) = store_on(backend).await;
     let doomed = app(&store, "doomed").await;
     let kept = app(&store, "kept").await;
     for target in [&doomed, &kept] {
@@ -83,7 +80,7 @@ async fn deleting_an_app_removes_everything_it_owns_and_nothing_else() {
         ("SELECT COUNT(*) FROM formation", 1),
         ("SELECT COUNT(*) FROM audit_events", 1),
     ] {
-        assert_eq!(count(dir.path(), table).await, left, "{table}");
+        assert_eq!(dir.count(table).await, left, "{table}");
     }
     assert!(store.current_release(kept.id).await.unwrap().is_some());
 
@@ -91,9 +88,8 @@ async fn deleting_an_app_removes_everything_it_owns_and_nothing_else() {
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
 
-#[tokio::test]
-async fn audit_events_come_newest_first_up_to_the_limit() {
-    let (store, _dir) = store().await;
+async fn audit_events_come_newest_first_up_to_the_limit(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     for action in ["app.create", "config.set", "app.delete"] {
         store
             .audit(NewAuditEvent {
@@ -137,9 +133,8 @@ fn limit(limit: i64) -> AuditFilter<'static> {
     }
 }
 
-#[tokio::test]
-async fn maintenance_mode_switches_per_app() {
-    let (store, _dir) = store().await;
+async fn maintenance_mode_switches_per_app(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let web = app(&store, "web-1").await;
     let other = app(&store, "web-2").await;
     assert!(!store.maintenance(web.id).await.unwrap());
@@ -158,3 +153,11 @@ async fn maintenance_mode_switches_per_app() {
         Err(StoreError::NotFound(_))
     ));
 }
+
+on_both!(
+    apps_are_created_found_and_listed_by_name,
+    a_taken_name_is_a_conflict_and_a_missing_owner_not_found,
+    deleting_an_app_removes_everything_it_owns_and_nothing_else,
+    audit_events_come_newest_first_up_to_the_limit,
+    maintenance_mode_switches_per_app,
+);

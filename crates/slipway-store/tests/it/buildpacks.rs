@@ -1,11 +1,10 @@
 use slipway_store::StoreError;
 use uuid::Uuid;
 
-use crate::{app, store};
+use crate::{Backend, app, on_both, store_on};
 
-#[tokio::test]
-async fn buildpacks_keep_their_order_and_clear() {
-    let (store, _dir) = store().await;
+async fn buildpacks_keep_their_order_and_clear(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let app = app(&store, "bp-app").await;
     assert!(store.buildpacks(app.id).await.unwrap().is_empty());
 
@@ -27,12 +26,16 @@ async fn buildpacks_keep_their_order_and_clear() {
     assert!(store.buildpacks(app.id).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn buildpacks_of_a_missing_app_are_not_found() {
-    let (store, _dir) = store().await;
+async fn buildpacks_of_a_missing_app_are_not_found(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let error = store
         .set_buildpacks(Uuid::now_v7(), &["nodejs".to_owned()])
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::NotFound(_)), "{error:?}");
 }
+
+on_both!(
+    buildpacks_keep_their_order_and_clear,
+    buildpacks_of_a_missing_app_are_not_found,
+);

@@ -2,11 +2,10 @@ use slipway_store::StoreError;
 use slipway_types::api::BuildStatus;
 use uuid::Uuid;
 
-use crate::{app, store, v};
+use crate::{Backend, app, on_both, store_on, v};
 
-#[tokio::test]
-async fn a_build_collects_its_output_and_records_its_outcome() {
-    let (store, _dir) = store().await;
+async fn a_build_collects_its_output_and_records_its_outcome(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let app = app(&store, "web-1").await;
     let build = store.create_build(app.id, "abc1234").await.unwrap();
     assert_eq!(build.status, BuildStatus::Pending);
@@ -41,9 +40,8 @@ async fn a_build_collects_its_output_and_records_its_outcome() {
     assert_eq!(done.commit, "abc1234");
 }
 
-#[tokio::test]
-async fn builds_are_listed_newest_first_and_scoped_to_their_app() {
-    let (store, _dir) = store().await;
+async fn builds_are_listed_newest_first_and_scoped_to_their_app(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let app = app(&store, "web-1").await;
     let other = crate::app(&store, "other").await;
     let first = store.create_build(app.id, "1111111").await.unwrap();
@@ -61,9 +59,8 @@ async fn builds_are_listed_newest_first_and_scoped_to_their_app() {
     assert_eq!(store.build(other.id, first.id).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn unknown_builds_and_apps_are_not_found() {
-    let (store, _dir) = store().await;
+async fn unknown_builds_and_apps_are_not_found(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let err = store.create_build(Uuid::now_v7(), "abc").await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     let err = store
@@ -78,9 +75,8 @@ async fn unknown_builds_and_apps_are_not_found() {
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
 
-#[tokio::test]
-async fn builds_left_pending_by_a_crash_are_failed_with_a_note_on_its_own_line() {
-    let (store, _dir) = store().await;
+async fn builds_left_pending_by_a_crash_are_failed_with_a_note_on_its_own_line(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let app = app(&store, "web-1").await;
     let silent = store.create_build(app.id, "1111111").await.unwrap();
     let mid_line = store.create_build(app.id, "2222222").await.unwrap();
@@ -135,3 +131,10 @@ async fn builds_left_pending_by_a_crash_are_failed_with_a_note_on_its_own_line()
 
     assert_eq!(store.fail_unfinished_builds("again").await.unwrap(), 0);
 }
+
+on_both!(
+    a_build_collects_its_output_and_records_its_outcome,
+    builds_are_listed_newest_first_and_scoped_to_their_app,
+    unknown_builds_and_apps_are_not_found,
+    builds_left_pending_by_a_crash_are_failed_with_a_note_on_its_own_line,
+);

@@ -4,7 +4,7 @@ use slipway_types::DomainName;
 use slipway_types::api::{CertSource, CertStatus, DnsStatus};
 use time::{Duration, OffsetDateTime};
 
-use crate::{app, count, raw, store, url};
+use crate::{Backend, app, on_both, store_on};
 
 fn domain(s: &str) -> DomainName {
     s.parse().expect("a valid domain")
@@ -27,9 +27,8 @@ fn pair(tag: &str) -> CertPair {
     }
 }
 
-#[tokio::test]
-async fn a_domain_belongs_to_one_app_and_its_removal_takes_its_certificate() {
-    let (store, _dir) = store().await;
+async fn a_domain_belongs_to_one_app_and_its_removal_takes_its_certificate(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let web = app(&store, "web").await;
     let other = app(&store, "other").await;
     let www = domain("www.example.test");
@@ -45,10 +44,19 @@ async fn a_domain_belongs_to_one_app_and_its_removal_takes_its_certificate() {
         .set_dns_status(&www, DnsStatus::Verified, "CNAME web.apps.test")
         .await
         .unwrap();
-    store
-        .want_certificate(www.as_str(), Some(web.id))
-        .await
-        .unwrap();
+    assert!(
+        store
+            .want_certificate(www.as_str(), Some(web.id))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .want_certificate(www.as_str(), Some(web.id))
+            .await
+            .unwrap(),
+        "wanted twice is one row"
+    );
     let listed = store.domains(Some(web.id)).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].dns_status, DnsStatus::Verified);
@@ -66,9 +74,8 @@ async fn a_domain_belongs_to_one_app_and_its_removal_takes_its_certificate() {
     store.add_domain(other.id, &www).await.unwrap();
 }
 
-#[tokio::test]
-async fn a_failed_renewal_keeps_the_issued_chain_and_counts_failures() {
-    let (store, _dir) = store().await;
+async fn a_failed_renewal_keeps_the_issued_chain_and_counts_failures(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let web = app(&store, "web").await;
     store
         .want_certificate("www.example.test", Some(web.id))
@@ -141,9 +148,8 @@ async fn a_failed_renewal_keeps_the_issued_chain_and_counts_failures() {
     assert!(store.certificates().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn keys_and_acme_credentials_are_sealed_at_rest() {
-    let (store, dir) = store().await;
+async fn keys_and_acme_credentials_are_sealed_at_rest(backend: Backend) {
+    let (store, dir) = store_on(backend).await;
     let store: Store = store.sealing_with(Sealer::from_master_key(&[7; 32], b"test"));
     store
         .save_certificate(IssuedCert {
@@ -164,7 +170,7 @@ async fn keys_and_acme_credentials_are_sealed_at_rest() {
         .await
         .unwrap();
 
-    let mut conn = raw(dir.path()).await;
+    let mut conn = dir.raw().await;
     let (key,): (String,) = sqlx::query_as("SELECT key_sealed FROM certificates")
         .fetch_one(&mut conn)
         .await
@@ -186,20 +192,16 @@ async fn keys_and_acme_credentials_are_sealed_at_rest() {
             .as_deref(),
         Some("{\"key\":\"account-secret\"}")
     );
-    let other_key = Store::open(&url(dir.path()))
+    let other_key = Store::open(dir.url())
         .await
         .unwrap()
         .sealing_with(Sealer::from_master_key(&[8; 32], b"test"));
     assert!(other_key.certificate("*.apps.test").await.is_err());
-    assert_eq!(
-        count(dir.path(), "SELECT COUNT(*) FROM certificates").await,
-        1
-    );
+    assert_eq!(dir.count("SELECT COUNT(*) FROM certificates").await, 1);
 }
 
-#[tokio::test]
-async fn certs_auto_is_on_by_default_and_switches() {
-    let (store, _dir) = store().await;
+async fn certs_auto_is_on_by_default_and_switches(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let web = app(&store, "web").await;
     assert!(store.certs_auto(web.id).await.unwrap());
     store.set_certs_auto(web.id, false).await.unwrap();
@@ -210,3 +212,10 @@ async fn certs_auto_is_on_by_default_and_switches() {
         Err(StoreError::NotFound(_))
     ));
 }
+
+on_both!(
+    a_domain_belongs_to_one_app_and_its_removal_takes_its_certificate,
+    a_failed_renewal_keeps_the_issued_chain_and_counts_failures,
+    keys_and_acme_credentials_are_sealed_at_rest,
+    certs_auto_is_on_by_default_and_switches,
+);

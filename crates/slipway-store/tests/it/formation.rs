@@ -2,7 +2,7 @@ use slipway_store::{FormationEntry, StoreError};
 use slipway_types::ProcessType;
 use uuid::Uuid;
 
-use crate::{app, store};
+use crate::{Backend, app, on_both, store_on};
 
 fn entry(process: &str, quantity: u32, memory_bytes: Option<i64>) -> FormationEntry {
     FormationEntry {
@@ -12,9 +12,8 @@ fn entry(process: &str, quantity: u32, memory_bytes: Option<i64>) -> FormationEn
     }
 }
 
-#[tokio::test]
-async fn new_process_types_start_with_one_web_and_no_others() {
-    let (store, _dir) = store().await;
+async fn new_process_types_start_with_one_web_and_no_others(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let app = app(&store, "web-1").await;
     assert!(store.formation(app.id).await.unwrap().is_empty());
 
@@ -50,9 +49,8 @@ async fn new_process_types_start_with_one_web_and_no_others() {
     );
 }
 
-#[tokio::test]
-async fn set_formation_replaces_both_values_and_adds_missing_rows() {
-    let (store, _dir) = store().await;
+async fn set_formation_replaces_both_values_and_adds_missing_rows(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let app = app(&store, "web-1").await;
     let worker: ProcessType = "worker".parse().unwrap();
     store
@@ -70,9 +68,8 @@ async fn set_formation_replaces_both_values_and_adds_missing_rows() {
     );
 }
 
-#[tokio::test]
-async fn formation_of_a_missing_app_is_not_found() {
-    let (store, _dir) = store().await;
+async fn formation_of_a_missing_app_is_not_found(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let err = store
         .set_formation(Uuid::now_v7(), &ProcessType::web(), 1, None)
         .await
@@ -84,3 +81,9 @@ async fn formation_of_a_missing_app_is_not_found() {
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
+
+on_both!(
+    new_process_types_start_with_one_web_and_no_others,
+    set_formation_replaces_both_values_and_adds_missing_rows,
+    formation_of_a_missing_app_is_not_found,
+);

@@ -2,7 +2,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use slipway_store::{Role, Store, StoreError};
 
-use crate::{count, raw, store, url};
+use crate::{Backend, on_both, raw, store_on, url};
 
 #[tokio::test]
 async fn open_creates_an_owner_only_file_in_wal_mode() {
@@ -32,16 +32,15 @@ async fn open_creates_an_owner_only_file_in_wal_mode() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn data_survives_closing_and_reopening() {
-    let (store, dir) = store().await;
+async fn data_survives_closing_and_reopening(backend: Backend) {
+    let (store, db) = store_on(backend).await;
     let user = store
         .create_user("admin@example.com", Role::Admin)
         .await
         .unwrap();
     store.close().await;
 
-    let reopened = Store::open(&url(dir.path())).await.unwrap();
+    let reopened = Store::open(db.url()).await.unwrap();
     assert_eq!(reopened.user(user.id).await.unwrap(), Some(user));
     assert_eq!(reopened.user_count().await.unwrap(), 1);
 }
@@ -60,12 +59,39 @@ async fn relative_urls_are_resolved_from_the_working_directory() {
 
 #[tokio::test]
 async fn foreign_urls_are_refused_without_echoing_credentials() {
-    let err = Store::open("postgres://slipway:hunter2@db/slipway")
+    let err = Store::open("mysql://slipway:hunter2@db/slipway")
         .await
         .unwrap_err();
     let message = err.to_string();
-    assert!(message.contains("`postgres`"), "{message}");
+    assert!(message.contains("`mysql`"), "{message}");
     assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_is_reported_without_its_password() {
+    let err = Store::open("postgres://slipway:hunter2@127.0.0.1:1/slipway")
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("cannot connect to the store at `postgres://slipway@127.0.0.1:1/slipway`"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[tokio::test]
+async fn a_path_with_spaces_and_percent_signs_is_kept_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("my store 100%.db");
+    let store = Store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    store
+        .create_user("a@example.com", Role::Admin)
+        .await
+        .unwrap();
+    assert!(path.exists(), "{path:?}");
 }
 
 #[tokio::test]
@@ -81,32 +107,38 @@ async fn a_missing_directory_is_reported_with_the_path() {
     );
 }
 
-#[tokio::test]
-async fn a_store_written_by_a_newer_slipway_is_refused() {
-    let (store, dir) = store().await;
+async fn a_store_written_by_a_newer_slipway_is_refused(backend: Backend) {
+    let (store, db) = store_on(backend).await;
     store.close().await;
-    let known = count(dir.path(), "SELECT COUNT(*) FROM _sqlx_migrations").await;
-    let mut conn = raw(dir.path()).await;
-    sqlx::query(
-        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-         VALUES (99990101000000, 'from the future', TRUE, X'00', 0)",
-    )
+    let known = db.count("SELECT COUNT(*) FROM _sqlx_migrations").await;
+    let mut conn = db.raw().await;
+    sqlx::query(match backend {
+        Backend::Sqlite => {
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (99990101000000, 'from the future', TRUE, X'00', 0)"
+        }
+        Backend::Postgres => {
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (99990101000000, 'from the future', TRUE, '\\x00', 0)"
+        }
+    })
     .execute(&mut conn)
     .await
     .unwrap();
     drop(conn);
 
-    let err = Store::open(&url(dir.path())).await.unwrap_err();
+    let err = Store::open(db.url()).await.unwrap_err();
     let StoreError::NewerSchema(message) = &err else {
         panic!("expected NewerSchema, got {err:?}");
     };
     assert!(message.contains("newer slipway"), "{message}");
-    assert!(
-        message.contains(&dir.path().join("slipway.db").display().to_string()),
-        "{message}"
-    );
+    let location = match backend {
+        Backend::Sqlite => db.path().join("slipway.db").display().to_string(),
+        Backend::Postgres => slipway_store::redacted(db.url()),
+    };
+    assert!(message.contains(&location), "{message}");
     assert_eq!(
-        count(dir.path(), "SELECT COUNT(*) FROM _sqlx_migrations").await,
+        db.count("SELECT COUNT(*) FROM _sqlx_migrations").await,
         known + 1,
         "refusing must not apply or remove migrations"
     );
@@ -122,9 +154,8 @@ async fn in_memory_stores_keep_their_data_across_calls_and_are_separate() {
     assert_eq!(two.user_count().await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn concurrent_writers_wait_for_each_other() {
-    let (store, _dir) = store().await;
+async fn concurrent_writers_wait_for_each_other(backend: Backend) {
+    let (store, _db) = store_on(backend).await;
     let tasks: Vec<_> = (0..16)
         .map(|i| {
             let store = store.clone();
@@ -141,18 +172,20 @@ async fn concurrent_writers_wait_for_each_other() {
     assert_eq!(store.user_count().await.unwrap(), 16);
 }
 
-#[tokio::test]
-async fn unreadable_values_are_reported_as_corrupt_naming_the_column() {
-    let (store, dir) = store().await;
+async fn unreadable_values_are_reported_as_corrupt_naming_the_column(backend: Backend) {
+    let (store, db) = store_on(backend).await;
     let user = store
         .create_user("x@example.com", Role::Member)
         .await
         .unwrap();
-    let mut conn = raw(dir.path()).await;
-    sqlx::query("PRAGMA ignore_check_constraints = ON")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = db.raw().await;
+    sqlx::query(match backend {
+        Backend::Sqlite => "PRAGMA ignore_check_constraints = ON",
+        Backend::Postgres => "ALTER TABLE users DROP CONSTRAINT users_role_check",
+    })
+    .execute(&mut conn)
+    .await
+    .unwrap();
     sqlx::query("UPDATE users SET role = 'overlord'")
         .execute(&mut conn)
         .await
@@ -184,3 +217,10 @@ async fn an_in_memory_url_creates_no_file() {
         "a file named after the in-memory database appeared in {cwd:?}"
     );
 }
+
+on_both!(
+    data_survives_closing_and_reopening,
+    a_store_written_by_a_newer_slipway_is_refused,
+    concurrent_writers_wait_for_each_other,
+    unreadable_values_are_reported_as_corrupt_naming_the_column,
+);

@@ -5,11 +5,10 @@ use slipway_types::ProcessType;
 use slipway_types::api::ReleaseStatus;
 use uuid::Uuid;
 
-use crate::{app, new_release, store, v, vars};
+use crate::{Backend, app, new_release, on_both, store_on, v, vars};
 
-#[tokio::test]
-async fn a_release_round_trips_with_its_snapshot() {
-    let (store, _dir) = store().await;
+async fn a_release_round_trips_with_its_snapshot(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let app = app(&store, "web-1").await;
     let mut new = new_release(&app, "1.0.0");
     new.config = vars(&[("DATABASE_URL", "postgres://db"), ("GREETING", "hi")]);
@@ -50,9 +49,8 @@ async fn a_release_round_trips_with_its_snapshot() {
     assert_eq!(store.release_by_id(Uuid::now_v7()).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn a_release_replaces_the_config_only_when_asked_and_only_with_itself() {
-    let (store, _dir) = store().await;
+async fn a_release_replaces_the_config_only_when_asked_and_only_with_itself(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let app = app(&store, "web-1").await;
     assert!(store.config(app.id).await.unwrap().is_empty());
 
@@ -102,9 +100,8 @@ async fn a_release_replaces_the_config_only_when_asked_and_only_with_itself() {
     assert_eq!(store.versions(app.id).await.unwrap().len(), 3);
 }
 
-#[tokio::test]
-async fn the_same_version_in_another_app_is_fine_and_a_missing_app_not_found() {
-    let (store, _dir) = store().await;
+async fn the_same_version_in_another_app_is_fine_and_a_missing_app_not_found(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let one = app(&store, "one").await;
     let two = app(&store, "two").await;
     store
@@ -122,9 +119,8 @@ async fn the_same_version_in_another_app_is_fine_and_a_missing_app_not_found() {
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
 
-#[tokio::test]
-async fn releases_are_ordered_by_semver_not_by_text_or_creation() {
-    let (store, _dir) = store().await;
+async fn releases_are_ordered_by_semver_not_by_text_or_creation(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let app = app(&store, "web-1").await;
     for version in ["1.9.0", "1.10.0", "1.2.0", "2.0.0", "2.0.0-rc.1", "1.0.0"] {
         store
@@ -156,9 +152,8 @@ async fn releases_are_ordered_by_semver_not_by_text_or_creation() {
     );
 }
 
-#[tokio::test]
-async fn promoting_makes_a_release_current_and_succeeded() {
-    let (store, _dir) = store().await;
+async fn promoting_makes_a_release_current_and_succeeded(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let app = app(&store, "web-1").await;
     let other = crate::app(&store, "other").await;
     assert_eq!(store.current_release(app.id).await.unwrap(), None);
@@ -223,9 +218,8 @@ async fn promoting_makes_a_release_current_and_succeeded() {
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
 
-#[tokio::test]
-async fn the_last_deployed_commit_is_the_newest_succeeded_release_with_one() {
-    let (store, _dir) = store().await;
+async fn the_last_deployed_commit_is_the_newest_succeeded_release_with_one(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let app = app(&store, "web-1").await;
     assert_eq!(store.last_deployed_commit(app.id).await.unwrap(), None);
 
@@ -276,9 +270,8 @@ async fn the_last_deployed_commit_is_the_newest_succeeded_release_with_one() {
     );
 }
 
-#[tokio::test]
-async fn config_is_set_directly_only_before_the_first_release() {
-    let (store, _dir) = store().await;
+async fn config_is_set_directly_only_before_the_first_release(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let app = app(&store, "web-2").await;
     let early = vars(&[("GREETING", "hi")]);
     store.set_config(app.id, &early).await.unwrap();
@@ -296,14 +289,11 @@ async fn config_is_set_directly_only_before_the_first_release() {
     assert_eq!(store.config(app.id).await.unwrap(), early);
 }
 
-#[tokio::test]
-async fn config_vars_and_snapshots_are_sealed_at_rest() {
+async fn config_vars_and_snapshots_are_sealed_at_rest(backend: Backend) {
     use slipway_store::seal::Sealer;
     use sqlx::Row;
 
-    use crate::raw;
-
-    let (plain_store, dir) = store().await;
+    let (plain_store, dir) = store_on(backend).await;
     let app = app(&plain_store, "sealed-1").await;
     // Written before the store had a key: still readable once it has one.
     plain_store
@@ -331,7 +321,7 @@ async fn config_vars_and_snapshots_are_sealed_at_rest() {
         secret
     );
 
-    let mut conn = raw(dir.path()).await;
+    let mut conn = dir.raw().await;
     let value: String = sqlx::query("SELECT value FROM config_vars")
         .fetch_one(&mut conn)
         .await
@@ -357,3 +347,14 @@ async fn config_vars_and_snapshots_are_sealed_at_rest() {
     );
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+on_both!(
+    a_release_round_trips_with_its_snapshot,
+    a_release_replaces_the_config_only_when_asked_and_only_with_itself,
+    the_same_version_in_another_app_is_fine_and_a_missing_app_not_found,
+    releases_are_ordered_by_semver_not_by_text_or_creation,
+    promoting_makes_a_release_current_and_succeeded,
+    the_last_deployed_commit_is_the_newest_succeeded_release_with_one,
+    config_vars_and_snapshots_are_sealed_at_rest,
+    config_is_set_directly_only_before_the_first_release,
+);

@@ -1,7 +1,7 @@
 use slipway_store::{NewSshKey, StoreError};
 use uuid::Uuid;
 
-use crate::{count, store, user};
+use crate::{Backend, on_both, store_on, user};
 
 fn key<'a>(user_id: Uuid, name: &'a str, fingerprint: &'a str) -> NewSshKey<'a> {
     NewSshKey {
@@ -13,9 +13,8 @@ fn key<'a>(user_id: Uuid, name: &'a str, fingerprint: &'a str) -> NewSshKey<'a> 
     }
 }
 
-#[tokio::test]
-async fn keys_are_added_listed_found_and_touched() {
-    let (store, _dir) = store().await;
+async fn keys_are_added_listed_found_and_touched(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let bea = user(&store, "bea@example.com").await;
     let first = store
         .add_ssh_key(key(bea.id, "bea@laptop", "SHA256:first"))
@@ -58,9 +57,8 @@ async fn keys_are_added_listed_found_and_touched() {
     );
 }
 
-#[tokio::test]
-async fn a_key_belongs_to_one_user_only() {
-    let (store, dir) = store().await;
+async fn a_key_belongs_to_one_user_only(backend: Backend) {
+    let (store, dir) = store_on(backend).await;
     let bea = user(&store, "bea@example.com").await;
     let cal = user(&store, "cal@example.com").await;
     store
@@ -77,12 +75,11 @@ async fn a_key_belongs_to_one_user_only() {
             "{err:?}"
         );
     }
-    assert_eq!(count(dir.path(), "SELECT COUNT(*) FROM ssh_keys").await, 1);
+    assert_eq!(dir.count("SELECT COUNT(*) FROM ssh_keys").await, 1);
 }
 
-#[tokio::test]
-async fn a_key_for_a_missing_user_is_not_found() {
-    let (store, _dir) = store().await;
+async fn a_key_for_a_missing_user_is_not_found(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let err = store
         .add_ssh_key(key(Uuid::now_v7(), "ghost", "SHA256:ghost"))
         .await
@@ -90,9 +87,8 @@ async fn a_key_for_a_missing_user_is_not_found() {
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
 
-#[tokio::test]
-async fn only_the_owner_removes_a_key() {
-    let (store, _dir) = store().await;
+async fn only_the_owner_removes_a_key(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let bea = user(&store, "bea@example.com").await;
     let cal = user(&store, "cal@example.com").await;
     let added = store
@@ -114,23 +110,26 @@ async fn only_the_owner_removes_a_key() {
     assert!(matches!(again, StoreError::NotFound(_)), "{again:?}");
 }
 
-#[tokio::test]
-async fn keys_go_with_their_user() {
-    let (store, dir) = store().await;
+async fn keys_go_with_their_user(backend: Backend) {
+    let (store, dir) = store_on(backend).await;
     let bea = user(&store, "bea@example.com").await;
     store
         .add_ssh_key(key(bea.id, "laptop", "SHA256:bea"))
         .await
         .unwrap();
-    let mut conn = crate::raw(dir.path()).await;
-    sqlx::query("PRAGMA foreign_keys = ON")
+    let mut conn = dir.raw().await;
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(bea.id.to_string())
         .execute(&mut conn)
         .await
         .unwrap();
-    sqlx::query("DELETE FROM users WHERE id = ?")
-        .bind(bea.id.hyphenated())
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(count(dir.path(), "SELECT COUNT(*) FROM ssh_keys").await, 0);
+    assert_eq!(dir.count("SELECT COUNT(*) FROM ssh_keys").await, 0);
 }
+
+on_both!(
+    keys_are_added_listed_found_and_touched,
+    a_key_belongs_to_one_user_only,
+    a_key_for_a_missing_user_is_not_found,
+    only_the_owner_removes_a_key,
+    keys_go_with_their_user,
+);

@@ -2,11 +2,10 @@ use slipway_store::{Role, StoreError, TokenScope};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::store;
+use crate::{Backend, on_both, store_on};
 
-#[tokio::test]
-async fn users_are_created_counted_and_found() {
-    let (store, _dir) = store().await;
+async fn users_are_created_counted_and_found(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     assert_eq!(store.user_count().await.unwrap(), 0);
 
     let admin = store
@@ -27,9 +26,8 @@ async fn users_are_created_counted_and_found() {
     assert_eq!(store.users().await.unwrap(), vec![admin, member]);
 }
 
-#[tokio::test]
-async fn a_duplicate_email_is_a_conflict() {
-    let (store, _dir) = store().await;
+async fn a_duplicate_email_is_a_conflict(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     store
         .create_user("admin@example.com", Role::Admin)
         .await
@@ -45,9 +43,8 @@ async fn a_duplicate_email_is_a_conflict() {
     assert_eq!(store.user_count().await.unwrap(), 1);
 }
 
-#[tokio::test]
-async fn tokens_round_trip_and_revoke_once() {
-    let (store, _dir) = store().await;
+async fn tokens_round_trip_and_revoke_once(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let user = store
         .create_user("admin@example.com", Role::Admin)
         .await
@@ -88,9 +85,8 @@ async fn tokens_round_trip_and_revoke_once() {
     );
 }
 
-#[tokio::test]
-async fn tokens_need_an_existing_user_and_revoking_an_unknown_token_is_not_found() {
-    let (store, _dir) = store().await;
+async fn tokens_need_an_existing_user_and_revoking_an_unknown_token_is_not_found(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
     let err = store
         .create_token(Uuid::now_v7(), TokenScope::Read, None)
         .await
@@ -112,9 +108,8 @@ fn roles_and_scopes_round_trip_through_their_names() {
     assert!(TokenScope::Admin > TokenScope::Write && TokenScope::Write > TokenScope::Read);
 }
 
-#[tokio::test]
-async fn collaborators_are_added_listed_and_removed() {
-    let (store, _dir) = crate::store().await;
+async fn collaborators_are_added_listed_and_removed(backend: Backend) {
+    let (store, _db) = store_on(backend).await;
     let app = crate::app(&store, "shared").await;
     let friend = crate::user(&store, "friend@example.com").await;
     assert!(!store.is_collaborator(app.id, friend.id).await.unwrap());
@@ -140,9 +135,8 @@ async fn collaborators_are_added_listed_and_removed() {
     );
 }
 
-#[tokio::test]
-async fn the_last_admin_and_owners_of_apps_cannot_be_removed() {
-    let (store, _dir) = crate::store().await;
+async fn the_last_admin_and_owners_of_apps_cannot_be_removed(backend: Backend) {
+    let (store, _db) = store_on(backend).await;
     let admin = store
         .create_user("root@example.com", slipway_store::Role::Admin)
         .await
@@ -165,9 +159,8 @@ async fn the_last_admin_and_owners_of_apps_cannot_be_removed() {
     assert!(store.collaborators(app.id).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn passwords_and_token_addresses_are_kept() {
-    let (store, _dir) = crate::store().await;
+async fn passwords_and_token_addresses_are_kept(backend: Backend) {
+    let (store, _db) = store_on(backend).await;
     let user = crate::user(&store, "pw@example.com").await;
     let (found, hash) = store
         .user_with_password("pw@example.com")
@@ -215,3 +208,13 @@ async fn passwords_and_token_addresses_are_kept() {
             .unwrap()
     );
 }
+
+on_both!(
+    users_are_created_counted_and_found,
+    a_duplicate_email_is_a_conflict,
+    tokens_round_trip_and_revoke_once,
+    tokens_need_an_existing_user_and_revoking_an_unknown_token_is_not_found,
+    collaborators_are_added_listed_and_removed,
+    the_last_admin_and_owners_of_apps_cannot_be_removed,
+    passwords_and_token_addresses_are_kept,
+);

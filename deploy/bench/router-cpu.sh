@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# CPU time per proxied request, Slipway's router vs nginx, which a busy machine distorts far less
+# than requests/s: both proxy the same upstream (a separate nginx serving a 1 KB file) over
+# keep-alive HTTP/1.1 with wrk, and the proxy's user + system time (from /proc, all its
+# processes) is divided by the requests wrk completed. Prints microseconds per request, the
+# median of RUNS alternating runs.
+#
+#   RUNS=5 DURATION=5s CONNECTIONS=32 deploy/bench/router-cpu.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+command -v nginx >/dev/null || { echo "install nginx: apt-get install nginx-light" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "install wrk: apt-get install wrk" >&2; exit 1; }
+runs=${RUNS:-5}
+duration=${DURATION:-5s}
+connections=${CONNECTIONS:-32}
+router=${ROUTER_BIN:-$PWD/target/release/examples/route_to}
+[ -x "$router" ] || { echo "build it first: cargo build --release -p slipway-router --example route_to" >&2; exit 1; }
+
+tmp=$(mktemp -d)
+chmod 755 "$tmp"
+mkdir -p "$tmp/www" "$tmp/up" "$tmp/px"
+head -c 1024 /dev/zero | tr '\0' 'a' > "$tmp/www/small"
+chmod -R a+rX "$tmp/www"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+upstream=$(free_port) nginx_proxy=$(free_port) slipway=$(free_port)
+cat > "$tmp/up/nginx.conf" <<CONF
+worker_processes 1;
+pid $tmp/up/nginx.pid;
+error_log $tmp/up/error.log;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000; server { listen 127.0.0.1:$upstream; root $tmp/www; } }
+CONF
+cat > "$tmp/px/nginx.conf" <<CONF
+worker_processes auto;
+pid $tmp/px/nginx.pid;
+error_log $tmp/px/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    upstream app { server 127.0.0.1:$upstream; keepalive 64; }
+    server {
+        listen 127.0.0.1:$nginx_proxy;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+        }
+    }
+}
+CONF
+nginx -p "$tmp/up" -c "$tmp/up/nginx.conf" -g 'daemon off;' &
+up_pid=$!
+nginx -p "$tmp/px" -c "$tmp/px/nginx.conf" -g 'daemon off;' &
+proxy_pid=$!
+"$router" "127.0.0.1:$slipway" bench.localhost "127.0.0.1:$upstream" 2>/dev/null &
+router_pid=$!
+trap 'kill $up_pid $proxy_pid $router_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+for _ in $(seq 1 50); do
+    curl -fs -o /dev/null -H "Host: bench.localhost" "http://127.0.0.1:$slipway/small" \
+        && curl -fs -o /dev/null "http://127.0.0.1:$nginx_proxy/small" && break
+    sleep 0.1
+done
+
+# cpu_ticks PID: user + system clock ticks of the process and its children (nginx workers).
+cpu_ticks() {
+    local total=0 pid
+    for pid in $1 $(pgrep -P "$1" || true); do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    done
+    echo "$total"
+}
+# measure PID PORT: microseconds of the proxy's CPU per completed request.
+measure() {
+    local before after out requests
+    before=$(cpu_ticks "$1")
+    out=$(wrk -t2 -c"$connections" -d"$duration" -H "Host: bench.localhost" "http://127.0.0.1:$2/small")
+    after=$(cpu_ticks "$1")
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    python3 -c "import os, sys; t, r = int(sys.argv[1]), int(sys.argv[2]); print(f'{t * 1e6 / os.sysconf(\"SC_CLK_TCK\") / r:.1f}')" \
+        "$((after - before))" "$requests"
+}
+nginx_runs=() slipway_runs=()
+for _ in $(seq 1 "$runs"); do
+    nginx_runs+=("$(measure "$proxy_pid" "$nginx_proxy")")
+    slipway_runs+=("$(measure "$router_pid" "$slipway")")
+done
+echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "${nginx_runs[*]}" "${slipway_runs[*]}" <<'PY'
+import statistics, sys
+n = [float(x) for x in sys.argv[1].split()]
+s = [float(x) for x in sys.argv[2].split()]
+print(f"nginx   CPU per request (us): {' '.join(map(str, n))}  median {statistics.median(n):.1f}")
+print(f"slipway CPU per request (us): {' '.join(map(str, s))}  median {statistics.median(s):.1f}")
+print(f"slipway/nginx CPU per request: {statistics.median(s) / statistics.median(n):.2f}x")
+PY
