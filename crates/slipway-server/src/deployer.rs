@@ -27,10 +27,11 @@ use tokio::time::Instant;
 
 mod canary;
 mod health;
-
-pub use canary::CHECK_EVERY as CANARY_CHECK_EVERY;
 mod reconcile;
 mod rollout;
+
+pub use canary::CHECK_EVERY as CANARY_CHECK_EVERY;
+use rollout::Side;
 
 /// The port a web process listens on inside its container (`$PORT`), unless its release
 /// names another (`app.json` `port`, or a Dockerfile's EXPOSE).
@@ -449,9 +450,9 @@ impl Deployer {
             }
             return Ok(());
         }
-        let Some(command) = release.processes.get(process) else {
+        if !release.processes.contains_key(process) {
             return Ok(());
-        };
+        }
         let slots = self.slots(app).await?;
         let mut started = Vec::new();
         for index in 1..=entry.quantity {
@@ -459,7 +460,7 @@ impl Deployer {
                 continue;
             }
             match self
-                .start_process(app, release, &entry, index, command, progress)
+                .start_process(app, release, &entry, index, Side::Live, progress)
                 .await
             {
                 Ok(proc) => started.push(proc),

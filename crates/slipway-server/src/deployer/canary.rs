@@ -19,7 +19,7 @@
 use std::time::Duration;
 
 use slipway_router::ReleaseCounts;
-use slipway_store::{App, FormationEntry, Release, RunningCanary};
+use slipway_store::{App, Release, RunningCanary};
 use slipway_types::api::{ProcessInfo, ProcessState, ReleaseStatus};
 use slipway_types::canary::{CanaryPolicy, RunningCanaryInfo, percent_text};
 use slipway_types::{AppName, Backend, CanaryRoutes, ProcessType, labels};
@@ -27,9 +27,9 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::health::Target;
 use super::rollout::Proc;
-use super::{DeployError, Deployer, Progress, network_name, web_port};
+use super::rollout::Side;
+use super::{DeployError, Deployer, Progress};
 use crate::alerts::ReleaseEvent;
 
 /// Requests the canary must have answered before its thresholds are applied: one failure in
@@ -39,7 +39,7 @@ pub const MIN_REQUESTS: u64 = 20;
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// The `slipway.role` of canary containers: the reconciler, which keeps `process` containers
 /// in line with the current release, leaves them alone.
-const CANARY_ROLE: &str = "canary";
+pub(super) const CANARY_ROLE: &str = "canary";
 
 /// A canary serving now.
 pub(super) struct Canary {
@@ -207,10 +207,9 @@ impl Deployer {
         progress: &Progress,
     ) -> Result<(), String> {
         let web = ProcessType::web();
-        let command = release
-            .processes
-            .get(&web)
-            .ok_or("the release has no web process")?;
+        if !release.processes.contains_key(&web) {
+            return Err("the release has no web process".to_owned());
+        }
         let formation = self
             .store
             .formation(app.id)
@@ -231,7 +230,7 @@ impl Deployer {
         let mut procs: Vec<Proc> = Vec::new();
         for index in 1..=count {
             match self
-                .start_canary_process(app, release, &entry, index, command, progress)
+                .start_process(app, release, &entry, index, Side::Canary, progress)
                 .await
             {
                 Ok(proc) => procs.push(proc),
@@ -304,77 +303,6 @@ impl Deployer {
             ))
             .await;
         Ok(())
-    }
-
-    /// Starts one canary web container and waits until it is healthy. It does not join the
-    /// app's backends: the canary's route carries it.
-    async fn start_canary_process(
-        &self,
-        app: &App,
-        release: &Release,
-        entry: &FormationEntry,
-        index: u32,
-        command: &str,
-        progress: &Progress,
-    ) -> Result<Proc, String> {
-        let dyno = format!("{}.{index}", entry.process);
-        let log_dyno = format!("canary.{dyno}");
-        let version = release.version.to_string();
-        progress
-            .say(format!("       Starting {log_dyno} ({version})"))
-            .await;
-        let mut spec = self.process_spec(
-            app,
-            release,
-            &entry.process,
-            index,
-            command,
-            entry.memory_bytes,
-        );
-        spec.labels.insert(labels::ROLE.into(), CANARY_ROLE.into());
-        spec.name = format!("{}-canary", spec.name);
-        let network = network_name(&app.name);
-        self.engine
-            .ensure_network(&network, &self.app_labels(&app.name))
-            .await
-            .map_err(|e| e.to_string())?;
-        let id = slipway_engine::run(self.engine.as_ref(), &spec)
-            .await
-            .map_err(|e| format!("starting {log_dyno}: {e}"))?;
-        self.follow(&app.name, &log_dyno, &id, None);
-        self.event(
-            &app.name,
-            &log_dyno,
-            format!("Starting canary process of {version} with command `{command}`"),
-        );
-        let host = format!("{}.{}", app.name, self.apps_domain);
-        let target = Target {
-            id: &id,
-            process: &entry.process,
-            dyno: &log_dyno,
-            network: &network,
-            host: &host,
-            port: web_port(release),
-        };
-        let checks = release.app_json.startup_checks(&entry.process);
-        match self.wait_healthy(&target, &checks).await {
-            Ok(addr) => {
-                progress.say(format!("       {log_dyno} is up")).await;
-                self.event(&app.name, &log_dyno, "State changed from starting to up");
-                Ok(Proc {
-                    id,
-                    process: entry.process.clone(),
-                    index,
-                    release: version,
-                    addr,
-                })
-            }
-            Err(reason) => {
-                self.event(&app.name, &log_dyno, format!("Failed to start: {reason}"));
-                self.engine.remove_container(&id).await.ok();
-                Err(reason)
-            }
-        }
     }
 
     fn canaries_mut(

@@ -13,8 +13,17 @@ use slipway_store::{App, FormationEntry, Release};
 use slipway_types::{Backend, ProcessType, labels};
 use tokio::time::Instant;
 
+use super::canary::CANARY_ROLE;
 use super::health::Target;
 use super::{Deployer, Progress, STOP_GRACE, container_port, network_name, web_port};
+
+/// Which traffic a started container takes: the app's own (it joins the router's backends
+/// once healthy) or a canary's share (the canary's route carries it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    Live,
+    Canary,
+}
 
 /// A process container the rollout knows.
 #[derive(Debug, Clone)]
@@ -108,12 +117,12 @@ impl Deployer {
             if only.is_some_and(|o| *o != entry.process) {
                 continue;
             }
-            let Some(command) = release.processes.get(&entry.process) else {
+            if !release.processes.contains_key(&entry.process) {
                 continue;
-            };
+            }
             for index in 1..=entry.quantity {
                 match self
-                    .start_process(app, release, entry, index, command, progress)
+                    .start_process(app, release, entry, index, Side::Live, progress)
                     .await
                 {
                     Ok(proc) => started.push(proc),
@@ -142,23 +151,34 @@ impl Deployer {
         Ok(Rolled { retired, leftovers })
     }
 
-    /// Starts one container of `release` in a slot and waits until it is healthy; a web
-    /// container then joins the router. A container that fails is removed.
+    /// Starts one container of `release` in a slot and waits until it is healthy; a live web
+    /// container then joins the router, a canary's is routed by the canary's own route. A
+    /// container that fails is removed.
     pub(super) async fn start_process(
         &self,
         app: &App,
         release: &Release,
         entry: &FormationEntry,
         index: u32,
-        command: &str,
+        side: Side,
         progress: &Progress,
     ) -> Result<Proc, String> {
         let dyno = format!("{}.{index}", entry.process);
+        let command = release.processes.get(&entry.process).ok_or_else(|| {
+            format!(
+                "release {} has no `{}` process",
+                release.version, entry.process
+            )
+        })?;
+        let log_dyno = match side {
+            Side::Live => dyno.clone(),
+            Side::Canary => format!("canary.{dyno}"),
+        };
         let version = release.version.to_string();
         progress
-            .say(format!("       Starting {dyno} ({version})"))
+            .say(format!("       Starting {log_dyno} ({version})"))
             .await;
-        let spec = self.process_spec(
+        let mut spec = self.process_spec(
             app,
             release,
             &entry.process,
@@ -166,6 +186,14 @@ impl Deployer {
             command,
             entry.memory_bytes,
         );
+        let what = match side {
+            Side::Live => "process",
+            Side::Canary => {
+                spec.labels.insert(labels::ROLE.into(), CANARY_ROLE.into());
+                spec.name = format!("{}-canary", spec.name);
+                "canary process"
+            }
+        };
         let network = network_name(&app.name);
         self.engine
             .ensure_network(&network, &self.app_labels(&app.name))
@@ -173,18 +201,18 @@ impl Deployer {
             .map_err(|e| e.to_string())?;
         let id = slipway_engine::run(self.engine.as_ref(), &spec)
             .await
-            .map_err(|e| format!("starting {dyno}: {e}"))?;
-        self.follow(&app.name, &dyno, &id, None);
+            .map_err(|e| format!("starting {log_dyno}: {e}"))?;
+        self.follow(&app.name, &log_dyno, &id, None);
         self.event(
             &app.name,
-            &dyno,
-            format!("Starting process of {version} with command `{command}`"),
+            &log_dyno,
+            format!("Starting {what} of {version} with command `{command}`"),
         );
         let host = format!("{}.{}", app.name, self.apps_domain);
         let target = Target {
             id: &id,
             process: &entry.process,
-            dyno: &dyno,
+            dyno: &log_dyno,
             network: &network,
             host: &host,
             port: web_port(release),
@@ -192,7 +220,7 @@ impl Deployer {
         let checks = release.app_json.startup_checks(&entry.process);
         match self.wait_healthy(&target, &checks).await {
             Ok(addr) => {
-                if let Some(addr) = addr {
+                if let (Side::Live, Some(addr)) = (side, addr) {
                     self.add_backend(
                         &app.name,
                         Backend {
@@ -203,8 +231,8 @@ impl Deployer {
                         },
                     );
                 }
-                progress.say(format!("       {dyno} is up")).await;
-                self.event(&app.name, &dyno, "State changed from starting to up");
+                progress.say(format!("       {log_dyno} is up")).await;
+                self.event(&app.name, &log_dyno, "State changed from starting to up");
                 Ok(Proc {
                     id,
                     process: entry.process.clone(),
@@ -214,7 +242,7 @@ impl Deployer {
                 })
             }
             Err(reason) => {
-                self.event(&app.name, &dyno, format!("Failed to start: {reason}"));
+                self.event(&app.name, &log_dyno, format!("Failed to start: {reason}"));
                 self.engine.remove_container(&id).await.ok();
                 Err(reason)
             }
