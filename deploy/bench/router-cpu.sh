@@ -3,9 +3,11 @@
 # than requests/s: both proxy the same upstream (a separate nginx serving a 1 KB file) over
 # keep-alive HTTP/1.1 with wrk, and the proxy's user + system time (from /proc, all its
 # processes) is divided by the requests wrk completed. Prints microseconds per request, the
-# median of RUNS alternating runs.
+# median of RUNS alternating runs. BASELINE=path/to/another/route_to adds a second router build
+# to the alternation (same upstream, same minute), to compare two builds on a busy machine.
 #
 #   RUNS=5 DURATION=5s CONNECTIONS=32 deploy/bench/router-cpu.sh
+#   BASELINE=/tmp/route_to.before RUNS=7 deploy/bench/router-cpu.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v nginx >/dev/null || { echo "install nginx: apt-get install nginx-light" >&2; exit 1; }
@@ -22,7 +24,7 @@ mkdir -p "$tmp/www" "$tmp/up" "$tmp/px"
 head -c 1024 /dev/zero | tr '\0' 'a' > "$tmp/www/small"
 chmod -R a+rX "$tmp/www"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-upstream=$(free_port) nginx_proxy=$(free_port) slipway=$(free_port)
+upstream=$(free_port) nginx_proxy=$(free_port) slipway=$(free_port) baseline=$(free_port)
 cat > "$tmp/up/nginx.conf" <<CONF
 worker_processes 1;
 pid $tmp/up/nginx.pid;
@@ -57,10 +59,17 @@ nginx -p "$tmp/px" -c "$tmp/px/nginx.conf" -g 'daemon off;' &
 proxy_pid=$!
 "$router" "127.0.0.1:$slipway" bench.localhost "127.0.0.1:$upstream" 2>/dev/null &
 router_pid=$!
-trap 'kill $up_pid $proxy_pid $router_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+baseline_pid=
+if [ -n "${BASELINE:-}" ]; then
+    "$BASELINE" "127.0.0.1:$baseline" bench.localhost "127.0.0.1:$upstream" 2>/dev/null &
+    baseline_pid=$!
+fi
+trap 'kill $up_pid $proxy_pid $router_pid $baseline_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 1 50); do
     curl -fs -o /dev/null -H "Host: bench.localhost" "http://127.0.0.1:$slipway/small" \
-        && curl -fs -o /dev/null "http://127.0.0.1:$nginx_proxy/small" && break
+        && curl -fs -o /dev/null "http://127.0.0.1:$nginx_proxy/small" \
+        && { [ -z "$baseline_pid" ] || curl -fs -o /dev/null -H "Host: bench.localhost" "http://127.0.0.1:$baseline/small"; } \
+        && break
     sleep 0.1
 done
 
@@ -82,17 +91,26 @@ measure() {
     python3 -c "import os, sys; t, r = int(sys.argv[1]), int(sys.argv[2]); print(f'{t * 1e6 / os.sysconf(\"SC_CLK_TCK\") / r:.1f}')" \
         "$((after - before))" "$requests"
 }
-nginx_runs=() slipway_runs=()
+nginx_runs=() slipway_runs=() baseline_runs=()
+echo "load at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 for _ in $(seq 1 "$runs"); do
     nginx_runs+=("$(measure "$proxy_pid" "$nginx_proxy")")
     slipway_runs+=("$(measure "$router_pid" "$slipway")")
+    if [ -n "$baseline_pid" ]; then
+        baseline_runs+=("$(measure "$baseline_pid" "$baseline")")
+    fi
 done
 echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 - "${nginx_runs[*]}" "${slipway_runs[*]}" <<'PY'
+python3 - "${nginx_runs[*]}" "${slipway_runs[*]}" "${baseline_runs[*]}" <<'PY'
 import statistics, sys
 n = [float(x) for x in sys.argv[1].split()]
 s = [float(x) for x in sys.argv[2].split()]
-print(f"nginx   CPU per request (us): {' '.join(map(str, n))}  median {statistics.median(n):.1f}")
-print(f"slipway CPU per request (us): {' '.join(map(str, s))}  median {statistics.median(s):.1f}")
+b = [float(x) for x in sys.argv[3].split()]
+print(f"nginx    CPU per request (us): {' '.join(map(str, n))}  median {statistics.median(n):.1f}")
+print(f"slipway  CPU per request (us): {' '.join(map(str, s))}  median {statistics.median(s):.1f}")
+if b:
+    print(f"baseline CPU per request (us): {' '.join(map(str, b))}  median {statistics.median(b):.1f}")
 print(f"slipway/nginx CPU per request: {statistics.median(s) / statistics.median(n):.2f}x")
+if b:
+    print(f"baseline/nginx CPU per request: {statistics.median(b) / statistics.median(n):.2f}x")
 PY

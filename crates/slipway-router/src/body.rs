@@ -1,7 +1,8 @@
 //! The bodies the router relays. [`ResponseBody`] goes to clients: the app's body relayed frame
 //! by frame, or a page the router wrote. It carries the request's log line, in-flight count and
 //! connection activity until the body ends or the client goes away, so they cover the whole
-//! response and not just its head. [`RequestBody`] goes to apps: the client's body, counted and
+//! response and not just its head; and the upstream connection, which goes back to its pool
+//! when the app's body has been read to the end and closes otherwise. [`RequestBody`] goes to apps: the client's body, counted and
 //! cut off at the size limit.
 
 use std::pin::Pin;
@@ -13,14 +14,19 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use metrics::Counter;
 
 use crate::access_log::AccessLog;
+use crate::pool::Pooled;
 use crate::server::RequestGuard;
 use crate::table::InFlight;
 
 pub(crate) struct ResponseBody {
     inner: Inner,
-    tracker: Option<Tracker>,
+    /// Boxed: the log line is most of the body's size, and the response (with this body) is
+    /// moved several times on its way to hyper's encoder; a pointer moves cheaper.
+    tracker: Option<Box<Tracker>>,
     /// Marks the client connection busy until the response is sent or abandoned.
     request: Option<RequestGuard>,
+    /// The connection the app's body arrives on.
+    connection: Option<Pooled>,
 }
 
 enum Inner {
@@ -29,27 +35,34 @@ enum Inner {
 }
 
 impl ResponseBody {
-    pub(crate) fn upstream(body: Incoming, log: AccessLog, in_flight: Option<InFlight>) -> Self {
+    pub(crate) fn upstream(
+        body: Incoming,
+        log: AccessLog,
+        in_flight: Option<InFlight>,
+        connection: Option<Pooled>,
+    ) -> Self {
         Self {
             inner: Inner::Upstream(body),
-            tracker: Some(Tracker {
+            tracker: Some(Box::new(Tracker {
                 log,
                 bytes: 0,
                 _in_flight: in_flight,
-            }),
+            })),
             request: None,
+            connection,
         }
     }
 
     pub(crate) fn page(content: Bytes, log: AccessLog) -> Self {
         Self {
             inner: Inner::Page(Full::new(content)),
-            tracker: Some(Tracker {
+            tracker: Some(Box::new(Tracker {
                 log,
                 bytes: 0,
                 _in_flight: None,
-            }),
+            })),
             request: None,
+            connection: None,
         }
     }
 
@@ -94,14 +107,11 @@ impl Body for ResponseBody {
                     tracker.bytes += data.len() as u64;
                 }
                 if this.inner_is_end_stream() {
-                    this.tracker = None;
-                    this.request = None;
+                    this.finish(true);
                 }
             }
-            Poll::Ready(None | Some(Err(_))) => {
-                this.tracker = None;
-                this.request = None;
-            }
+            Poll::Ready(None) => this.finish(true),
+            Poll::Ready(Some(Err(_))) => this.finish(false),
             Poll::Pending => {}
         }
         polled
@@ -120,11 +130,32 @@ impl Body for ResponseBody {
 }
 
 impl ResponseBody {
+    /// Writes the log line, releases the backend and the client connection, and gives the
+    /// upstream connection back when the app's body `complete`d.
+    fn finish(&mut self, complete: bool) {
+        if let Some(connection) = self.connection.take()
+            && complete
+        {
+            connection.release();
+        }
+        self.tracker = None;
+        self.request = None;
+    }
+
     fn inner_is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Upstream(body) => body.is_end_stream(),
             Inner::Page(body) => body.is_end_stream(),
         }
+    }
+}
+
+/// A body the server never polls (it knew it was empty: `HEAD`, 204, 304, `Content-Length: 0`)
+/// still gives its connection back.
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        let complete = self.inner_is_end_stream();
+        self.finish(complete);
     }
 }
 

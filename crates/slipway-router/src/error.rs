@@ -9,6 +9,7 @@ use http::StatusCode;
 use slipway_types::AppName;
 
 use crate::body::RequestBodyError;
+use crate::pool::SendError;
 
 /// Where a failed request went wrong. Client errors are the caller's to fix; upstream errors
 /// are about the app's processes; operator ones are what the platform was told to do.
@@ -29,12 +30,6 @@ pub(crate) enum ProxyError {
     MissingHost,
     #[error("host `{host}` is not a valid host name")]
     InvalidHost { host: String },
-    #[error("request target `{target}` cannot be forwarded")]
-    InvalidTarget {
-        target: String,
-        #[source]
-        source: http::Error,
-    },
     #[error("no app is configured for host `{host}`")]
     UnknownHost { host: String },
     #[error("request body is larger than the {limit}-byte limit")]
@@ -43,7 +38,7 @@ pub(crate) enum ProxyError {
     ClientAborted {
         addr: SocketAddr,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: hyper::Error,
     },
     #[error("app `{app}` is in maintenance mode")]
     Maintenance { app: AppName },
@@ -53,13 +48,19 @@ pub(crate) enum ProxyError {
     Connect {
         addr: SocketAddr,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: io::Error,
+    },
+    #[error("upstream {addr} closed a new connection without answering")]
+    Unanswered {
+        addr: SocketAddr,
+        #[source]
+        source: hyper::Error,
     },
     #[error("upstream {addr} failed before sending a complete response head")]
     Upstream {
         addr: SocketAddr,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: hyper::Error,
     },
     #[error("upstream {addr} switched protocols on a request that did not ask to")]
     UnexpectedUpgrade { addr: SocketAddr },
@@ -68,9 +69,14 @@ pub(crate) enum ProxyError {
 }
 
 impl ProxyError {
-    /// Sorts an upstream client failure: the client's own request body (too large, or cut
-    /// off), a connection that never reached the app, or the app failing.
-    pub(crate) fn from_client(addr: SocketAddr, source: hyper_util::client::legacy::Error) -> Self {
+    /// Sorts an upstream failure: a connection that never reached the app, the client's own
+    /// request body (too large, or cut off), or the app failing.
+    pub(crate) fn from_send(addr: SocketAddr, failure: SendError) -> Self {
+        let source = match failure {
+            SendError::Connect(source) => return Self::Connect { addr, source },
+            SendError::Unanswered(source) => return Self::Unanswered { addr, source },
+            SendError::Request(source) => source,
+        };
         let mut cause = source.source();
         while let Some(err) = cause {
             match err.downcast_ref::<RequestBodyError>() {
@@ -81,24 +87,20 @@ impl ProxyError {
                 None => cause = err.source(),
             }
         }
-        if source.is_connect() {
-            Self::Connect { addr, source }
-        } else {
-            Self::Upstream { addr, source }
-        }
+        Self::Upstream { addr, source }
     }
 
     pub(crate) fn origin(&self) -> ErrorOrigin {
         match self {
             Self::MissingHost
             | Self::InvalidHost { .. }
-            | Self::InvalidTarget { .. }
             | Self::UnknownHost { .. }
             | Self::BodyTooLarge { .. }
             | Self::ClientAborted { .. } => ErrorOrigin::Client,
             Self::Maintenance { .. } => ErrorOrigin::Operator,
             Self::NoBackends { .. }
             | Self::Connect { .. }
+            | Self::Unanswered { .. }
             | Self::Upstream { .. }
             | Self::UnexpectedUpgrade { .. }
             | Self::Timeout { .. } => ErrorOrigin::Upstream,
@@ -106,16 +108,18 @@ impl ProxyError {
     }
 
     /// True when the request never reached an app, so sending it again cannot repeat its
-    /// effects. The router retries only these, and only when it still holds the whole request.
+    /// effects, or (`Unanswered`) when nothing answered on a connection opened for it, which
+    /// behind a port proxy is a backend not listening. The router retries only these, and only
+    /// idempotent requests it still holds whole.
     pub(crate) fn retry_safe(&self) -> bool {
         match self {
             Self::MissingHost
             | Self::InvalidHost { .. }
-            | Self::InvalidTarget { .. }
             | Self::UnknownHost { .. }
             | Self::Maintenance { .. }
             | Self::NoBackends { .. }
-            | Self::Connect { .. } => true,
+            | Self::Connect { .. }
+            | Self::Unanswered { .. } => true,
             Self::BodyTooLarge { .. }
             | Self::ClientAborted { .. }
             | Self::Upstream { .. }
@@ -126,17 +130,16 @@ impl ProxyError {
 
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            Self::MissingHost | Self::InvalidHost { .. } | Self::InvalidTarget { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::MissingHost | Self::InvalidHost { .. } => StatusCode::BAD_REQUEST,
             Self::UnknownHost { .. } => StatusCode::NOT_FOUND,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ClientAborted { .. } => StatusCode::from_u16(CLIENT_CLOSED_REQUEST)
                 .expect("499 is within the valid status range"),
             Self::NoBackends { .. } | Self::Maintenance { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Connect { .. } | Self::Upstream { .. } | Self::UnexpectedUpgrade { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::Connect { .. }
+            | Self::Unanswered { .. }
+            | Self::Upstream { .. }
+            | Self::UnexpectedUpgrade { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -145,7 +148,7 @@ impl ProxyError {
     /// `H00` is Slipway's own: Heroku logs nothing for hosts it does not know.
     pub(crate) fn code(&self) -> &'static str {
         match self {
-            Self::MissingHost | Self::InvalidHost { .. } | Self::InvalidTarget { .. } => "H26",
+            Self::MissingHost | Self::InvalidHost { .. } => "H26",
             Self::UnknownHost { .. } => "H00",
             Self::BodyTooLarge { .. } => "H25",
             Self::ClientAborted { .. } => "H27",
@@ -153,7 +156,7 @@ impl ProxyError {
             Self::NoBackends { .. } => "H14",
             Self::Connect { .. } if self.connect_timed_out() => "H19",
             Self::Connect { .. } => "H21",
-            Self::Upstream { .. } => "H13",
+            Self::Unanswered { .. } | Self::Upstream { .. } => "H13",
             Self::UnexpectedUpgrade { .. } => "H17",
             Self::Timeout { .. } => "H12",
         }
@@ -162,9 +165,7 @@ impl ProxyError {
     /// The `desc="…"` of the log line and the heading of the error page.
     pub(crate) fn description(&self) -> &'static str {
         match self {
-            Self::MissingHost | Self::InvalidHost { .. } | Self::InvalidTarget { .. } => {
-                "Request error"
-            }
+            Self::MissingHost | Self::InvalidHost { .. } => "Request error",
             Self::UnknownHost { .. } => "No such app",
             Self::BodyTooLarge { .. } => "Request body too large",
             Self::ClientAborted { .. } => "Client Request Interrupted",
@@ -172,7 +173,7 @@ impl ProxyError {
             Self::NoBackends { .. } => "No web processes running",
             Self::Connect { .. } if self.connect_timed_out() => "Backend connection timeout",
             Self::Connect { .. } => "Backend connection refused",
-            Self::Upstream { .. } => "Connection closed without response",
+            Self::Unanswered { .. } | Self::Upstream { .. } => "Connection closed without response",
             Self::UnexpectedUpgrade { .. } => "Poorly formatted HTTP response",
             Self::Timeout { .. } => "Request timeout",
         }

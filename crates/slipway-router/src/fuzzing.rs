@@ -35,7 +35,7 @@ pub fn route(hosts: &[String], uri: &[u8], host_header: &[u8]) {
             rate_limit: None,
         }],
     };
-    let table = RouteTable::build(&snapshot, &mut Counters::default(), &|| {
+    let table = RouteTable::build(&snapshot, &mut Counters::default(), &|_| {
         unreachable!("a site without backends needs no client")
     });
     let Ok(target) = headers::target(&req) else {

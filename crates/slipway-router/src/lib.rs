@@ -10,6 +10,7 @@ mod error;
 pub mod fuzzing;
 mod headers;
 mod pages;
+mod pool;
 mod proxy;
 mod ratelimit;
 mod release_stats;
@@ -19,6 +20,7 @@ mod split;
 mod stats;
 mod table;
 mod tls;
+mod workers;
 
 pub use access_log::{AccessLogSink, LOG_TARGET};
 pub use release_stats::ReleaseCounts;

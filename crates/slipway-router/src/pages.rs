@@ -11,12 +11,6 @@ pub(crate) fn error_page(err: &ProxyError, request_id: &str) -> Bytes {
         ProxyError::InvalidHost { host } => {
             format!("<code>{}</code> is not a valid host name.", escape(host))
         }
-        ProxyError::InvalidTarget { target, .. } => {
-            format!(
-                "The request target <code>{}</code> cannot be forwarded.",
-                escape(target)
-            )
-        }
         ProxyError::UnknownHost { host } => {
             format!("No app is configured for <code>{}</code>.", escape(host))
         }
@@ -30,7 +24,9 @@ pub(crate) fn error_page(err: &ProxyError, request_id: &str) -> Bytes {
             "This app is down for maintenance. Please try again shortly.".to_owned()
         }
         ProxyError::NoBackends { .. } => "No web processes are running for this app.".to_owned(),
-        ProxyError::Connect { .. } => "The app could not be reached.".to_owned(),
+        ProxyError::Connect { .. } | ProxyError::Unanswered { .. } => {
+            "The app could not be reached.".to_owned()
+        }
         ProxyError::Upstream { .. } | ProxyError::UnexpectedUpgrade { .. } => {
             "The app did not send a valid response.".to_owned()
         }

@@ -2,13 +2,14 @@
 //! host, pick a backend, rewrite the headers, send it with a deadline, retry a failed connection
 //! once elsewhere when that is safe, and hand back the app's response or an error page.
 
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
 use http::header::{self, HeaderValue};
-use http::uri::{self, Authority, PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Empty};
 use hyper::body::{Body as _, Incoming};
@@ -18,10 +19,10 @@ use hyper_util::rt::TokioIo;
 use crate::access_log::AccessLog;
 use crate::body::{RequestBody, ResponseBody};
 use crate::challenge;
-use crate::connector::ConnectTiming;
 use crate::error::{ErrorOrigin, ProxyError};
 use crate::headers::{self, Forwarding, Target, X_REQUEST_ID};
 use crate::pages;
+use crate::pool::{Pooled, Sent};
 use crate::ratelimit::{self, Refusal};
 use crate::router::Router;
 use crate::server::{Peer, Slot};
@@ -30,6 +31,8 @@ use crate::table::{InFlight, Site};
 /// An app's response on its way back, with what must outlive the response head.
 struct Relayed {
     response: Response<Incoming>,
+    /// The upstream connection, given back to its pool when the response body ends.
+    connection: Pooled,
     in_flight: InFlight,
     client_upgrade: Option<(OnUpgrade, Option<Arc<Slot>>)>,
 }
@@ -60,12 +63,17 @@ impl Router {
             Arc::clone(self.unknown_host_metrics()),
         );
 
+        // One lookup, in one table, serves the rate limit and the forwarding.
+        let site = target
+            .as_ref()
+            .ok()
+            .and_then(|target| self.table.load().site(&target.host).cloned());
         let local = if client.https {
             None
         } else {
             self.answer_plain_http(&req, target.as_ref().ok())
         }
-        .or_else(|| self.rate_limited(target.as_ref().ok(), client));
+        .or_else(|| rate_limited(site.as_ref(), client));
         let mut response = match local {
             Some(Local::Challenge(key_authorization)) => challenge_response(key_authorization, log),
             Some(Local::Redirect(location)) => redirect_response(location, log),
@@ -82,7 +90,8 @@ impl Router {
                             received_at,
                             version: req.version(),
                         };
-                        self.forward(req, &target, &forwarding, &mut log).await
+                        self.forward(req, &target, site, client, &forwarding, &mut log)
+                            .await
                     }
                     Err(err) => Err(err),
                 };
@@ -114,29 +123,19 @@ impl Router {
         HeaderValue::try_from(location).ok().map(Local::Redirect)
     }
 
-    /// A refusal when the host's app has a rate limit and the client's bucket is empty.
-    fn rate_limited(&self, target: Option<&Target>, client: &Peer) -> Option<Local> {
-        let site = Arc::clone(self.table.load().site(&target?.host)?);
-        let limiter = site.limiter.as_ref()?;
-        let retry_after = limiter.check(ratelimit::peer_ip(&client.ip)?).err()?;
-        Some(Local::RateLimited(Refusal { site, retry_after }))
-    }
-
+    /// `site`: the app the host is routed to, if any.
     async fn forward(
         &self,
         mut req: Request<Incoming>,
         target: &Target,
+        site: Option<Arc<Site>>,
+        peer: &Peer,
         forwarding: &Forwarding<'_>,
         log: &mut AccessLog,
     ) -> Result<Relayed, ProxyError> {
-        let site: Arc<Site> = self
-            .table
-            .load()
-            .site(&target.host)
-            .cloned()
-            .ok_or_else(|| ProxyError::UnknownHost {
-                host: target.host.clone(),
-            })?;
+        let site = site.ok_or_else(|| ProxyError::UnknownHost {
+            host: target.host.clone(),
+        })?;
         log.site = Some(Arc::clone(&site));
         log.metrics = Arc::clone(site.metrics());
         if site.maintenance {
@@ -157,6 +156,7 @@ impl Router {
             (hyper::upgrade::on(&mut req), slot)
         });
         let (parts, body) = req.into_parts();
+        let uri = upstream_uri(&parts.uri);
         let mut headers = parts.headers;
         headers::strip_hop_by_hop(&mut headers, upgrade);
         // The router's HTTP server answers `Expect: 100-continue` itself, when the body is
@@ -170,7 +170,8 @@ impl Router {
         let retriable = replayable && site.backend_count() > 1;
         let mut body = (!replayable)
             .then(|| RequestBody::new(body, limit, site.metrics().request_bytes.clone()));
-        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
+        let mut deadline =
+            pin!(peer.request_timer(tokio::time::Instant::now() + self.config.request_timeout));
         let mut failed = None;
         loop {
             let picked = site
@@ -186,7 +187,7 @@ impl Router {
                 None => Either::Right(Empty::new()),
             });
             *upstream.method_mut() = parts.method.clone();
-            *upstream.uri_mut() = upstream_uri(picked.authority, &parts.uri)?;
+            *upstream.uri_mut() = uri.clone();
             *upstream.version_mut() = Version::HTTP_11;
             // Copied only while a retry could still need them.
             *upstream.headers_mut() = if retriable && failed.is_none() {
@@ -199,11 +200,19 @@ impl Router {
 
             let sent_at = Instant::now();
             log.sent_at = Some(sent_at);
-            let response = match tokio::time::timeout_at(deadline, client.request(upstream)).await {
-                Ok(Ok(response)) => response,
-                Ok(Err(source)) => {
-                    let err = ProxyError::from_client(addr, source);
-                    if matches!(err, ProxyError::Connect { .. }) {
+            let sent = tokio::select! {
+                biased;
+                sent = client.send(upstream) => Ok(sent),
+                () = deadline.as_mut() => Err(()),
+            };
+            let sent = match sent {
+                Ok(Ok(sent)) => sent,
+                Ok(Err(failure)) => {
+                    let err = ProxyError::from_send(addr, failure);
+                    if matches!(
+                        err,
+                        ProxyError::Connect { .. } | ProxyError::Unanswered { .. }
+                    ) {
                         site.connect_failed(addr);
                     }
                     if retriable && failed.is_none() && err.retry_safe() {
@@ -217,19 +226,20 @@ impl Router {
                     }
                     return Err(err);
                 }
-                Err(_elapsed) => {
+                Err(()) => {
                     return Err(ProxyError::Timeout {
                         addr,
                         timeout: self.config.request_timeout,
                     });
                 }
             };
-            log.connect = response
-                .extensions()
-                .get::<ConnectTiming>()
-                .map(|timing| timing.for_request_sent_at(sent_at));
+            let Sent {
+                mut response,
+                connection,
+                connect,
+            } = sent;
+            log.connect = Some(connect);
             in_flight.answered(response.status());
-            let mut response = response;
             if let Some(cookie) = set_cookie {
                 response.headers_mut().append(header::SET_COOKIE, cookie);
             }
@@ -238,11 +248,23 @@ impl Router {
             }
             return Ok(Relayed {
                 response,
+                connection,
                 in_flight,
                 client_upgrade,
             });
         }
     }
+}
+
+/// A refusal when the host's app has a rate limit and the client's bucket is empty.
+fn rate_limited(site: Option<&Arc<Site>>, client: &Peer) -> Option<Local> {
+    let site = site?;
+    let limiter = site.limiter.as_ref()?;
+    let retry_after = limiter.check(ratelimit::peer_ip(&client.ip)?).err()?;
+    Some(Local::RateLimited(Refusal {
+        site: Arc::clone(site),
+        retry_after,
+    }))
 }
 
 /// A request the router answers itself on plain HTTP.
@@ -298,41 +320,45 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-fn upstream_uri(authority: &Authority, original: &Uri) -> Result<Uri, ProxyError> {
-    let mut parts = uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(authority.clone());
-    parts.path_and_query = Some(
+/// The request target in origin form (`/path?query`), as an HTTP/1.1 request to the app's
+/// own server is written; `Host` carries the authority. An HTTP/1.1 request's target usually
+/// is already in that form and is kept as it is.
+fn upstream_uri(original: &Uri) -> Uri {
+    if original.scheme().is_none() && original.authority().is_none() {
+        return original.clone();
+    }
+    Uri::from(
         original
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/")),
-    );
-    Uri::from_parts(parts).map_err(|source| ProxyError::InvalidTarget {
-        target: original.to_string(),
-        source: source.into(),
-    })
+    )
 }
 
 fn relay(relayed: Relayed, mut log: AccessLog) -> Response<ResponseBody> {
     let Relayed {
         mut response,
+        connection,
         in_flight,
         client_upgrade,
     } = relayed;
     log.status = response.status().as_u16();
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    let in_flight = match client_upgrade {
+    // A switched connection belongs to the tunnel: it never goes back to the pool.
+    let (in_flight, connection) = match client_upgrade {
         Some((client_upgrade, slot)) if switching => {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             tokio::spawn(tunnel(client_upgrade, upstream_upgrade, in_flight, slot));
-            None
+            (None, None)
         }
-        _ => Some(in_flight),
+        _ => (Some(in_flight), Some(connection)),
     };
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, switching);
-    Response::from_parts(parts, ResponseBody::upstream(body, log, in_flight))
+    Response::from_parts(
+        parts,
+        ResponseBody::upstream(body, log, in_flight, connection),
+    )
 }
 
 /// Copies bytes both ways once both sides have switched protocols. The backend counts as busy,

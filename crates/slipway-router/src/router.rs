@@ -8,23 +8,18 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{Either, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use slipway_types::{AppName, CertSnapshot, RouteSnapshot};
 use tokio::sync::Semaphore;
 
 use crate::access_log::AccessLogSink;
 use crate::body::RequestBody;
 use crate::challenge::Challenges;
-use crate::connector::TimedConnector;
+use crate::pool::Pool;
 use crate::release_stats::ReleaseCounts;
 use crate::stats::{AppMetrics, Traffic, TrafficReading};
 use crate::table::{Counters, RouteTable};
 use crate::tls::{CertLoadError, Tls};
-
-/// Idle upstream connections are closed after this, so backends that left the table do not
-/// keep sockets open for long.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::workers::Workers;
 
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
@@ -61,11 +56,16 @@ pub struct RouterConfig {
     /// Keeps each app's requests, bytes and latencies as totals [`Router::traffic`] reads,
     /// besides the Prometheus series. Off only to measure what it costs.
     pub app_traffic: bool,
+    /// Threads that serve client connections, each with its own single-threaded runtime, as
+    /// nginx runs a worker process per core: a connection and the upstream requests it makes
+    /// stay on one thread. 0 serves connections on the runtime that calls [`Router::serve`].
+    /// They start with the first listener and stop when the router is dropped.
+    pub worker_threads: usize,
 }
 
 /// Heroku's limits (30 s to answer, 5 s to connect) behind the standard HTTP port, 64 KiB of
 /// headers, 100 MiB bodies, 10 s to send a request head, 60 s idle keep-alive and 10,000
-/// connections.
+/// connections, served by one worker thread per core.
 impl Default for RouterConfig {
     fn default() -> Self {
         Self {
@@ -80,6 +80,7 @@ impl Default for RouterConfig {
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             app_traffic: true,
+            worker_threads: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 }
@@ -101,10 +102,13 @@ pub struct Router {
     unknown_host_metrics: OnceLock<Arc<AppMetrics>>,
     /// One permit per open client connection, shared by both listeners.
     pub(crate) connection_slots: Arc<Semaphore>,
+    /// Started by the first listener; `None` when connections are served on the caller's
+    /// runtime.
+    workers: OnceLock<Option<Workers>>,
 }
 
 /// A connection pool to one backend instance.
-pub(crate) type UpstreamClient = Client<TimedConnector, UpstreamBody>;
+pub(crate) type UpstreamClient = Pool;
 
 impl Router {
     /// A router with an empty route table and no certificates: every host gets 404 until the
@@ -122,7 +126,28 @@ impl Router {
             tls: Tls::new(),
             challenges: Challenges::default(),
             unknown_host_metrics: OnceLock::new(),
+            workers: OnceLock::new(),
         })
+    }
+
+    /// The worker threads, started at the first call. Should they fail to start, connections
+    /// are served on the caller's runtime instead.
+    pub(crate) fn workers(&self) -> Option<&Workers> {
+        self.workers
+            .get_or_init(|| match self.config.worker_threads {
+                0 => None,
+                count => match Workers::start(count) {
+                    Ok(workers) => Some(workers),
+                    Err(err) => {
+                        tracing::error!(
+                            error = %err,
+                            "could not start the router's worker threads, serving on the caller's runtime"
+                        );
+                        None
+                    }
+                },
+            })
+            .as_ref()
     }
 
     pub(crate) fn unknown_host_metrics(&self) -> &Arc<AppMetrics> {
@@ -175,12 +200,9 @@ impl Router {
     pub fn update(&self, snapshot: &RouteSnapshot) {
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         let connect_timeout = self.config.connect_timeout;
-        let new_client = move || {
-            Client::builder(TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-                .build(TimedConnector::new(connect_timeout))
-        };
+        // One idle stack per worker, and one for the caller's runtime.
+        let stacks = self.config.worker_threads + 1;
+        let new_client = move |addr| Pool::new(addr, connect_timeout, stacks);
         let table = RouteTable::build(snapshot, &mut counters, &new_client);
         self.table.store(Arc::new(table));
     }

@@ -6,8 +6,8 @@ use std::error::Error;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 use tokio::task::JoinSet;
+use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
 
 use crate::headers::is_upgrade_request;
@@ -54,6 +55,8 @@ pub(crate) struct Peer {
     pub(crate) https: bool,
     /// `X-Forwarded-Port`.
     pub(crate) port: HeaderValue,
+    /// The request deadline timer, kept for the connection's next request while none uses it.
+    timer: Mutex<Option<Pin<Box<Sleep>>>>,
 }
 
 impl Peer {
@@ -63,6 +66,56 @@ impl Peer {
             ip: HeaderValue::try_from(ip).expect("an IP address is a valid header value"),
             https: inbound.https,
             port: HeaderValue::from(inbound.port),
+            timer: Mutex::new(None),
+        }
+    }
+
+    /// A timer that fires at `deadline`. It is the connection's own when no other request of
+    /// the connection holds it (always so on HTTP/1.1, one request at a time), else a new one:
+    /// moving a registered timer's deadline later is one atomic update, where a timer per
+    /// request is inserted into tokio's timer wheel and removed again, under its lock.
+    pub(crate) fn request_timer(&self, deadline: tokio::time::Instant) -> RequestTimer<'_> {
+        let kept = self
+            .timer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let sleep = match kept {
+            Some(mut sleep) => {
+                sleep.as_mut().reset(deadline);
+                sleep
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        };
+        RequestTimer {
+            sleep: Some(sleep),
+            home: &self.timer,
+        }
+    }
+}
+
+/// A request's deadline, given back to its connection when the request no longer needs it.
+pub(crate) struct RequestTimer<'a> {
+    sleep: Option<Pin<Box<Sleep>>>,
+    home: &'a Mutex<Option<Pin<Box<Sleep>>>>,
+}
+
+impl Future for RequestTimer<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.get_mut().sleep {
+            Some(sleep) => sleep.as_mut().poll(cx),
+            None => Poll::Ready(()),
+        }
+    }
+}
+
+impl Drop for RequestTimer<'_> {
+    fn drop(&mut self) {
+        let mut home = self.home.lock().unwrap_or_else(PoisonError::into_inner);
+        if home.is_none() {
+            *home = self.sleep.take();
         }
     }
 }
@@ -116,6 +169,7 @@ impl Router {
     ) -> io::Result<()> {
         tracing::info!(addr = %listener.local_addr()?, https = inbound.https, "router listening");
         let builder = Arc::new(self.connection_builder());
+        let workers = self.workers();
         let (stopping_tx, stopping) = watch::channel(false);
         let mut connections = JoinSet::new();
         let mut shutdown = pin!(shutdown);
@@ -153,10 +207,32 @@ impl Router {
                 inbound,
                 slot: Arc::new(Slot::new(slot, inbound.https)),
             };
-            match &tls {
-                None => connections.spawn(connection.serve(stream, false)),
-                Some(acceptor) => connections.spawn(connection.handshake(acceptor.clone(), stream)),
+            let tls = tls.clone();
+            let Some(workers) = workers else {
+                connections.spawn(connection.start(stream, tls));
+                continue;
             };
+            // The stream moves to the worker's own event loop.
+            let (worker, assigned) = workers.assign();
+            match stream.into_std() {
+                Ok(stream) => {
+                    connections.spawn_on(
+                        async move {
+                            let _assigned = assigned;
+                            match TcpStream::from_std(stream) {
+                                Ok(stream) => connection.start(stream, tls).await,
+                                Err(err) => {
+                                    tracing::debug!(%peer, error = %err, "could not move a connection to a worker");
+                                }
+                            }
+                        },
+                        worker,
+                    );
+                }
+                Err(err) => {
+                    tracing::debug!(%peer, error = %err, "could not move a connection to a worker");
+                }
+            }
         }
         drop(listener);
         let _ = stopping_tx.send(true);
@@ -259,6 +335,13 @@ struct Connection {
 }
 
 impl Connection {
+    async fn start(self, stream: TcpStream, tls: Option<TlsAcceptor>) {
+        match tls {
+            None => self.serve(stream, false).await,
+            Some(acceptor) => self.handshake(acceptor, stream).await,
+        }
+    }
+
     /// The handshake is finished even when a shutdown starts meanwhile: the client is about to
     /// send a request on it, and dropping it would fail that request. A client that stays silent
     /// is let go after the header read timeout, as on plain HTTP.

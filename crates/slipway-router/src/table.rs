@@ -15,7 +15,6 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use http::header::HeaderValue;
-use http::uri::Authority;
 use http::{HeaderMap, StatusCode};
 use slipway_types::{AppName, Backend, RateLimit, RouteSnapshot};
 
@@ -40,7 +39,7 @@ impl RouteTable {
     pub(crate) fn build(
         snapshot: &RouteSnapshot,
         counters: &mut Counters,
-        new_client: &dyn Fn() -> UpstreamClient,
+        new_client: &dyn Fn(SocketAddr) -> UpstreamClient,
     ) -> Self {
         let mut sites = HashMap::new();
         for routes in &snapshot.sites {
@@ -50,8 +49,6 @@ impl RouteTable {
                 .filter(|canary| !canary.backends.is_empty());
             // Only a site with a canary pays for per-release counters.
             let mut slot = |backend: &Backend| Slot {
-                authority: Authority::try_from(backend.addr.to_string())
-                    .expect("a socket address is a valid authority"),
                 backend: backend.clone(),
                 upstream: counters.upstream(backend, new_client),
                 avoid_until: AtomicU64::new(0),
@@ -144,8 +141,6 @@ struct CanarySide {
 
 struct Slot {
     backend: Backend,
-    /// `addr` as the authority of upstream request URIs, made once rather than per request.
-    authority: Authority,
     upstream: Arc<Upstream>,
     /// Milliseconds after [`Site::created`] until which this backend is passed over.
     avoid_until: AtomicU64,
@@ -224,7 +219,6 @@ impl Site {
         }
         best.map(|(slot, _)| Picked {
             backend: &slot.backend,
-            authority: &slot.authority,
             in_flight: InFlight::start(&slot.upstream, self.metrics(), slot.stats.as_ref()),
             client: slot.upstream.client.clone(),
             set_cookie: None,
@@ -256,7 +250,6 @@ impl Site {
 /// The backend chosen for a request.
 pub(crate) struct Picked<'a> {
     pub(crate) backend: &'a Backend,
-    pub(crate) authority: &'a Authority,
     /// Counts the new request until it is dropped.
     pub(crate) in_flight: InFlight,
     /// The backend's own connection pool.
@@ -325,7 +318,7 @@ impl Counters {
     fn upstream(
         &mut self,
         backend: &Backend,
-        new_client: &dyn Fn() -> UpstreamClient,
+        new_client: &dyn Fn(SocketAddr) -> UpstreamClient,
     ) -> Arc<Upstream> {
         let key = (backend.addr, backend.id.clone());
         if let Some(upstream) = self.by_backend.get(&key).and_then(Weak::upgrade) {
@@ -333,7 +326,7 @@ impl Counters {
         }
         let upstream = Arc::new(Upstream {
             in_flight: AtomicUsize::new(0),
-            client: new_client(),
+            client: new_client(backend.addr),
         });
         self.by_backend.insert(key, Arc::downgrade(&upstream));
         upstream
@@ -404,10 +397,8 @@ mod tests {
         }
     }
 
-    fn new_client() -> UpstreamClient {
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(
-            crate::connector::TimedConnector::new(Duration::from_secs(1)),
-        )
+    fn new_client(addr: SocketAddr) -> UpstreamClient {
+        UpstreamClient::new(addr, Duration::from_secs(1), 1)
     }
 
     fn snapshot(backends: Vec<Backend>) -> RouteSnapshot {

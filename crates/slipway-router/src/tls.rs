@@ -176,6 +176,11 @@ impl Tls {
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(&resolver) as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // Stateless resumption tickets (keys drawn at start, rotated every 6 hours), as nginx
+        // issues by default: rustls otherwise keeps sessions in a 256-entry memory cache, so
+        // beyond the 256 most recent clients a returning visitor pays a full handshake.
+        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
+            .expect("aws-lc-rs draws the ticket keys from the system's random source");
         Tls {
             resolver,
             config: Arc::new(config),

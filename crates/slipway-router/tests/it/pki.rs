@@ -79,6 +79,22 @@ impl TestCa {
         config.resumption = Resumption::disabled();
         TlsConnector::from(Arc::new(config))
     }
+
+    /// A client like [`TestCa::client`] (HTTP/1.1) that keeps its sessions and resumes them,
+    /// as a browser does.
+    pub fn resuming_client(&self) -> TlsConnector {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(self.issuer.der().clone())
+            .expect("CA certificate is a trust anchor");
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        TlsConnector::from(Arc::new(config))
+    }
 }
 
 fn provider() -> Arc<CryptoProvider> {

@@ -4,6 +4,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, StatusCode, Version};
 use http_body_util::Empty;
+use rustls::HandshakeKind;
 use slipway_router::{AccessLogSink, CertProblem, RouterConfig};
 use slipway_types::CertSnapshot;
 use tokio::io::AsyncReadExt;
@@ -438,4 +439,30 @@ async fn shutdown_finishes_https_requests_and_handshakes_in_progress() {
         .expect("serve_tls returns once drained and the silent client timed out")
         .expect("serve_tls task")
         .expect("serve_tls result");
+}
+
+/// Sessions are resumed from stateless tickets, not from a bounded server-side cache: a
+/// client comes back after 300 others (rustls' default cache holds 256 sessions) and still
+/// skips the full handshake.
+#[tokio::test]
+async fn a_returning_client_resumes_its_session_after_many_others() {
+    let web = Upstream::start("web.1").await;
+    let (router, ca) = secured(&web).await;
+    let visit = async |connector: &tokio_rustls::TlsConnector| {
+        let stream = connect(connector, router.tls_addr, HOST).await;
+        let kind = stream.get_ref().1.handshake_kind();
+        let mut sender = http1_over(stream).await;
+        // The tickets arrive after the handshake; reading a response reads them too.
+        assert_eq!(
+            get_over(&mut sender, HOST, "/").await.status,
+            StatusCode::OK
+        );
+        kind
+    };
+    let returning = ca.resuming_client();
+    assert_eq!(visit(&returning).await, Some(HandshakeKind::Full));
+    for _ in 0..300 {
+        visit(&ca.resuming_client()).await;
+    }
+    assert_eq!(visit(&returning).await, Some(HandshakeKind::Resumed));
 }
