@@ -20,10 +20,60 @@ start_test_postgres() {
     export SLIPWAY_TEST_POSTGRES_URL=postgres://slipway:slipway@127.0.0.1:55432/slipway
 }
 
+# The Swarm runtime's tests (engine, add-ons, tests/e2e/swarm.rs) need the engine to be a
+# swarm manager: a single-node swarm advertised on loopback, so nothing leaves the machine.
+# Idempotent: an engine already in a swarm is left as it is, as long as it is a manager.
+start_test_swarm() {
+    local state
+    state=$(docker info --format '{{.Swarm.LocalNodeState}}')
+    if [ "$state" != active ]; then
+        say "making the Docker engine a single-node swarm manager"
+        docker swarm init --advertise-addr 127.0.0.1 >/dev/null ||
+            die "docker swarm init --advertise-addr 127.0.0.1 failed (swarm state: $state)"
+    fi
+    [ "$(docker info --format '{{.Swarm.ControlAvailable}}')" = true ] ||
+        die "the Docker engine is in a swarm but not a manager: the swarm tests need a manager (docker swarm leave, then rerun)"
+}
+
+# The registry tests (engine crate, tests/e2e/swarm_registry.rs) push to Debian's
+# docker-registry (distribution 2.8) on 127.0.0.1:5000: anonymous, plain HTTP (Docker allows
+# that for 127.0.0.0/8 without configuration), storage in a directory of its own. On a systemd
+# machine the package starts its own registry on :5000 (with a login): that one is stopped.
+start_test_registry() {
+    local dir=/var/lib/slipway-test-registry
+    if curl -fs -o /dev/null http://127.0.0.1:5000/v2/; then return 0; fi
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
+        as_root systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    fi
+    say "starting a test registry on 127.0.0.1:5000"
+    as_root mkdir -p "$dir/storage"
+    as_root tee "$dir/config.yml" >/dev/null <<CONFIG
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $dir/storage
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:5000
+CONFIG
+    as_root sh -c "nohup docker-registry serve $dir/config.yml >/var/log/slipway-test-registry.log 2>&1 &"
+    for _ in $(seq 1 30); do
+        curl -fs -o /dev/null http://127.0.0.1:5000/v2/ && return 0
+        sleep 1
+    done
+    die "the test registry did not answer on 127.0.0.1:5000 within 30 s: see /var/log/slipway-test-registry.log"
+}
+
 install_packages docker.io debootstrap git busybox-static ca-certificates pebble bind9-dnsutils curl openssl openssh-client python3-venv chromium chromium-driver
 start_dockerd
+start_test_swarm
 install_packages postgresql
 start_test_postgres
+install_packages docker-registry
+start_test_registry
 
 say "building slipway"
 cargo build -p slipway

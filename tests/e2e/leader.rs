@@ -1,11 +1,11 @@
 //! Two `slipway server` processes on one PostgreSQL database: both serve the API and the
-//! router, only the lease holder deploys; when it is killed, the other takes over deploys
-//! within the lease time.
+//! router, only the lease holder deploys and a follower has it carry out the changes sent to
+//! the follower; when the leader is killed, the other takes over deploys within the lease time.
 
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{Env, eventually};
+use crate::support::{Env, Server, eventually};
 
 /// The lease time the servers run with: the shortest allowed, to keep the test short.
 const LEASE: &str = "3s";
@@ -69,30 +69,138 @@ fn psql(url: &str, sql: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_follower_takes_over_deploys_when_the_leader_dies() {
+/// A leader and a follower on a fresh database, in that order, each in its own env; the
+/// follower's CLI is signed in to the follower with the admin token. Bind the result in this
+/// order so the servers stop before their database is dropped.
+fn two_servers(lease: &str) -> (Database, Env, Server, Env, Server, String) {
     let db = Database::new();
     let url = db.url();
     let first = Env::new();
-    let leader = first.start_server_with(&["--database-url", &url, "--leader-lease", LEASE]);
+    let leader = first.start_server_with(&["--database-url", &url, "--leader-lease", lease]);
     let key = first.data_dir().join("master.key");
     let second = Env::new();
     let follower = second.start_server_with(&[
         "--database-url",
         &url,
         "--leader-lease",
-        LEASE,
+        lease,
         "--master-key-file",
         key.to_str().expect("a UTF-8 path"),
     ]);
-    first.login();
     let token = std::fs::read_to_string(first.data_dir().join("admin.token"))
-        .expect("admin.token written by the first server");
+        .expect("admin.token written by the first server")
+        .trim()
+        .to_owned();
     second.slipway_ok(
         &second.home(),
-        &["login", "--url", &second.api_url(), "--token", token.trim()],
+        &["login", "--url", &second.api_url(), "--token", &token],
+    );
+    (db, first, leader, second, follower, token)
+}
+
+/// One API call to `env`'s server with a bearer token; the status and the JSON answer.
+async fn call(
+    env: &Env,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client");
+    let mut request = client
+        .request(method, format!("{}{path}", env.api_url()))
+        .bearer_auth(token);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.expect("an API request");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, json)
+}
+
+/// The `error.message` of an API refusal.
+fn error_message(answer: &serde_json::Value) -> &str {
+    answer["error"]["message"].as_str().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_has_the_leader_carry_out_changes() {
+    let (_db, first, _leader, second, _follower, token) = two_servers(LEASE);
+
+    // `apps:create`, the remote and the push all go to the follower.
+    let (app, _cleanup, repo) = second.app_with_repo("forwarded", "static-server");
+    let remote = second.git_ok(&repo, &["remote", "get-url", "platform"]);
+    assert!(remote.contains(&second.api_url()), "{remote}");
+    let pushed = second.push_ok(&repo);
+    assert!(pushed.contains("Released"), "{pushed}");
+    assert_eq!(
+        first.get_app(&app).await.0,
+        200,
+        "the leader's router serves the release the leader deployed"
     );
 
+    let set = second.slipway(&second.home(), &["config:set", "-a", &app, "COLOR=blue"]);
+    assert!(set.status.success(), "{}", crate::support::text(&set));
+    let releases = second.slipway_ok(&second.home(), &["releases", "-a", &app]);
+    assert!(releases.contains("COLOR"), "{releases}");
+    let (status, events) = call(
+        &first,
+        &token,
+        reqwest::Method::GET,
+        &format!("/v1/admin/audit?app={app}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{events}");
+    let config_changes = events
+        .as_array()
+        .expect("a list of audit events")
+        .iter()
+        .filter(|event| event["action"] == "config.update")
+        .count();
+    assert_eq!(config_changes, 1, "audited once, by the leader: {events}");
+
+    // A request another server already forwarded is not forwarded again.
+    let (status, refused) = call(
+        &second,
+        &token,
+        reqwest::Method::PATCH,
+        &format!("/v1/apps/{app}/config"),
+        &[("x-slipway-forwarded-by", "http://127.0.0.1:9")],
+        Some(r#"{"COLOR":"red"}"#),
+    )
+    .await;
+    assert_eq!(status, 503, "{refused}");
+    assert_eq!(refused["error"]["code"], "not_leader", "{refused}");
+    assert!(
+        error_message(&refused).contains("does not pass on a change another server forwarded"),
+        "{refused}"
+    );
+    let config = second.slipway_ok(&second.home(), &["config", "-a", &app]);
+    assert!(
+        config.contains("blue") && !config.contains("red"),
+        "{config}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_takes_over_deploys_when_the_leader_dies() {
+    // Long enough that the request right after the kill surely comes before the lease expires.
+    let (_db, first, leader, second, follower, token) = two_servers("6s");
+    first.login();
     let (app, _cleanup, repo) = first.app_with_repo("leader", "static-server");
     first.push_ok(&repo);
     assert_eq!(first.get_app(&app).await.0, 200);
@@ -106,15 +214,27 @@ async fn a_follower_takes_over_deploys_when_the_leader_dies() {
         "the follower's router never learned the app's route"
     );
 
-    let refused = second.slipway(&second.home(), &["config:set", "-a", &app, "COLOR=blue"]);
-    let refused_text = crate::support::text(&refused);
-    assert!(!refused.status.success(), "{refused_text}");
+    leader.crash();
+    let (status, refused) = call(
+        &second,
+        &token,
+        reqwest::Method::PATCH,
+        &format!("/v1/apps/{app}/config"),
+        &[],
+        Some(r#"{"COLOR":"green"}"#),
+    )
+    .await;
+    assert_eq!(status, 503, "{refused}");
+    assert_eq!(refused["error"]["code"], "not_leader", "{refused}");
+    let message = error_message(&refused);
     assert!(
-        refused_text.contains("follower") && refused_text.contains(&first.api_url()),
-        "{refused_text}"
+        message.contains(&format!(
+            "the leader at {} does not answer",
+            first.api_url()
+        )) && !message.contains('\n'),
+        "{refused}"
     );
 
-    leader.crash();
     let last = std::sync::Mutex::new(String::new());
     let took_over = eventually(Duration::from_secs(30), async || {
         let set = second.slipway(&second.home(), &["config:set", "-a", &app, "COLOR=green"]);

@@ -21,3 +21,6 @@ mod restart;
 mod runs;
 mod ssh;
 mod support;
+mod swarm;
+mod swarm_registry;
+mod swarm_runs;

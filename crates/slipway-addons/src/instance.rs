@@ -230,6 +230,13 @@ impl AddonInstance {
         }
     }
 
+    /// `slipway-<app>-addon-<name>-tls`: under Swarm, the volume holding a Postgres server's
+    /// certificate, key and `pg_hba.conf`. Files cannot be put into a service's container
+    /// before it starts, so they are written into this volume, which the service mounts.
+    pub fn tls_volume(&self) -> String {
+        format!("{}-tls", self.container_name)
+    }
+
     /// How messages name the add-on: `<app>/<name>`.
     pub(crate) fn display_name(&self) -> String {
         format!("{}/{}", self.app, self.name)
@@ -292,6 +299,7 @@ mod tests {
         );
         assert_eq!(pg.container_name, "slipway-blog-api-addon-postgres-1");
         assert_eq!(pg.volume, "slipway-blog-api-addon-postgres-1-data");
+        assert_eq!(pg.tls_volume(), "slipway-blog-api-addon-postgres-1-tls");
         assert_eq!(
             (pg.user.as_str(), pg.database.as_str()),
             ("app_blog_api", "app_blog_api")

@@ -5,6 +5,7 @@ mod job;
 mod postgres;
 mod provisioner;
 mod redis;
+mod service;
 
 use std::io;
 
@@ -82,6 +83,10 @@ pub enum AddonError {
         job: &'static str,
         seconds: u64,
     },
+    #[error(
+        "add-on `{addon}` cannot run as a swarm service: the engine is not a swarm manager (run `docker swarm init`)"
+    )]
+    NoSwarm { addon: String },
     #[error("add-on `{addon}` answered unexpectedly: {message}")]
     Protocol { addon: String, message: String },
     #[error("generating the TLS certificate of add-on `{addon}`: {message}")]

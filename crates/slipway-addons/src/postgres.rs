@@ -102,6 +102,51 @@ pub(crate) async fn prepare(
         })
 }
 
+/// Under Swarm: the TLS volume, mounted where [`server_spec`]'s arguments look for the files.
+pub(crate) fn tls_mount(addon: &AddonInstance) -> Mount {
+    Mount {
+        source: MountSource::Volume(addon.tls_volume()),
+        target: format!("{HOME}/{TLS_DIR}"),
+        read_only: false,
+    }
+}
+
+/// Under Swarm: writes fresh TLS files into the add-on's TLS volume through a container that
+/// mounts it and never starts (an upload reaches its volumes), then removes that container.
+pub(crate) async fn write_tls_volume(
+    engine: &Arc<dyn ContainerEngine>,
+    addon: &AddonInstance,
+    image: &str,
+) -> Result<(), AddonError> {
+    let engine_error = |source| AddonError::Engine {
+        addon: addon.display_name(),
+        source,
+    };
+    engine
+        .ensure_volume(&addon.tls_volume(), &addon.server_labels())
+        .await
+        .map_err(engine_error)?;
+    let spec = ContainerSpec {
+        name: format!("{}-tls-{:08x}", addon.container_name, rand::random::<u32>()),
+        image: image.to_owned(),
+        labels: addon.job_labels(),
+        mounts: vec![tls_mount(addon)],
+        ..ContainerSpec::default()
+    };
+    let id = engine
+        .create_container(&spec)
+        .await
+        .map_err(|error| match error {
+            EngineError::NotFound { kind: "image", .. } => AddonError::ImageMissing {
+                image: image.to_owned(),
+            },
+            error => engine_error(error),
+        })?;
+    let written = prepare(engine.as_ref(), addon, &id).await;
+    let removed = engine.remove_container(&id).await.map_err(engine_error);
+    written.and(removed)
+}
+
 /// A self-signed certificate for the container's name: `sslmode=require` encrypts without
 /// verifying, so nothing needs to trust it.
 fn certificate(addon: &AddonInstance) -> Result<(String, String), AddonError> {

@@ -1,6 +1,7 @@
-//! Creates, keeps running, inspects and removes add-on servers on the container engine.
+//! Creates, keeps running, inspects and removes add-on servers on the container engine, as
+//! plain containers or (under Swarm) as services.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -8,13 +9,13 @@ use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use slipway_engine::{ContainerEngine, ContainerState, EngineError};
+use slipway_engine::{ContainerEngine, ContainerState, EngineError, Swarm};
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 use crate::redis::ProbeError;
 use crate::{ADDON_LABEL, AddonError, AddonImages, AddonInstance, AddonKind, AddonStatus};
-use crate::{postgres, redis};
+use crate::{postgres, redis, service};
 
 /// How long a server may take from start to accepting authenticated connections: initdb on a
 /// slow disk, or replaying a large AOF.
@@ -39,12 +40,15 @@ const LOG_TAIL_LINES: usize = 20;
 const LOG_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Add-on servers on a container engine: one container per add-on on its app's network, its
-/// data in a named volume. It keeps no state beyond locks; an [`AddonInstance`] says
-/// everything. Share one per engine: it serialises provision, ensure_running and destroy of
-/// the same add-on, so the reconciler never mistakes a server being provisioned for a broken
-/// one.
+/// data in a named volume; with [`Provisioner::with_swarm`], one single-replica service per
+/// add-on instead. It keeps no state beyond locks; an [`AddonInstance`] says everything.
+/// Share one per engine: it serialises provision, ensure_running and destroy of the same
+/// add-on, so the reconciler never mistakes a server being provisioned for a broken one.
 pub struct Provisioner {
     engine: Arc<dyn ContainerEngine>,
+    /// Where servers run: `None`, as containers; `Some`, as services of this swarm, whose
+    /// probes, dumps and restores still run as containers on the attachable overlay.
+    swarm: Option<Arc<dyn Swarm>>,
     images: AddonImages,
     redis_maxmemory: u64,
     /// One lock per add-on container name.
@@ -55,6 +59,7 @@ impl Provisioner {
     pub fn new(engine: Arc<dyn ContainerEngine>, images: AddonImages) -> Self {
         Self {
             engine,
+            swarm: None,
             images,
             redis_maxmemory: DEFAULT_REDIS_MAXMEMORY,
             locks: std::sync::Mutex::new(HashMap::new()),
@@ -65,6 +70,13 @@ impl Provisioner {
     /// recently used keys are evicted.
     pub fn with_redis_maxmemory(mut self, bytes: u64) -> Self {
         self.redis_maxmemory = bytes;
+        self
+    }
+
+    /// Runs servers as Swarm services of `swarm` (the same engine, a manager), pinned to this
+    /// node, which holds their volumes.
+    pub fn with_swarm(mut self, swarm: Arc<dyn Swarm>) -> Self {
+        self.swarm = Some(swarm);
         self
     }
 
@@ -89,15 +101,23 @@ impl Provisioner {
                 image: image.to_owned(),
             });
         }
+        let exists = AddonError::AlreadyExists {
+            addon: addon.display_name(),
+            container: addon.container_name.clone(),
+        };
         match self.engine.inspect(&addon.container_name).await {
-            Ok(_) => {
-                return Err(AddonError::AlreadyExists {
-                    addon: addon.display_name(),
-                    container: addon.container_name.clone(),
-                });
-            }
+            Ok(_) => return Err(exists),
             Err(EngineError::NotFound { .. }) => {}
             Err(error) => return Err(engine_error(addon)(error)),
+        }
+        if let Some(swarm) = &self.swarm
+            && swarm
+                .service(&addon.container_name)
+                .await
+                .map_err(engine_error(addon))?
+                .is_some()
+        {
+            return Err(exists);
         }
         let started = Instant::now();
         let result = self.create_and_start(addon).await;
@@ -121,6 +141,9 @@ impl Provisioner {
     pub async fn ensure_running(&self, addon: &AddonInstance) -> Result<(), AddonError> {
         addon.check()?;
         let _guard = self.lock(addon).await;
+        if let Some(swarm) = &self.swarm {
+            return self.ensure_service(swarm.as_ref(), addon).await;
+        }
         match self.engine.inspect(&addon.container_name).await {
             Ok(state) if state.running => Ok(()),
             // Created but never started: a crash may have come before its TLS files did.
@@ -212,6 +235,20 @@ impl Provisioner {
     /// Running?, server version, size in bytes, open connections. A missing or stopped
     /// container is `running: false` with nothing else known.
     pub async fn status(&self, addon: &AddonInstance) -> Result<AddonStatus, AddonError> {
+        if let Some(swarm) = &self.swarm {
+            if !service::serving(swarm.as_ref(), addon).await? {
+                return Ok(AddonStatus::default());
+            }
+            let image = self.images.image(addon.kind);
+            return match addon.kind {
+                AddonKind::Postgres => {
+                    postgres::status(&self.engine, addon, image, STATUS_TIMEOUT).await
+                }
+                AddonKind::Redis => {
+                    redis::status_job(&self.engine, addon, image, STATUS_TIMEOUT).await
+                }
+            };
+        }
         let state = match self.engine.inspect(&addon.container_name).await {
             Ok(state) if state.running => state,
             Ok(_) | Err(EngineError::NotFound { .. }) => return Ok(AddonStatus::default()),
@@ -258,8 +295,41 @@ impl Provisioner {
         }
     }
 
+    /// Under Swarm: a running service is left to Swarm; one with no running task is waited
+    /// for; a missing one is created on the same volume with the same credentials (replacing
+    /// a server container `--runtime docker` left).
+    async fn ensure_service(
+        &self,
+        swarm: &dyn Swarm,
+        addon: &AddonInstance,
+    ) -> Result<(), AddonError> {
+        if swarm
+            .service(&addon.container_name)
+            .await
+            .map_err(engine_error(addon))?
+            .is_none()
+        {
+            tracing::info!(addon = %addon.display_name(), "creating missing add-on service");
+            return self.create_and_start(addon).await;
+        }
+        let tasks = swarm
+            .tasks(&addon.container_name)
+            .await
+            .map_err(engine_error(addon))?;
+        if tasks.iter().any(slipway_engine::TaskState::serving) {
+            return Ok(());
+        }
+        tracing::info!(addon = %addon.display_name(), "waiting for the add-on service's task to run");
+        self.wait_service_ready(swarm, addon, &service::ended(&tasks))
+            .await
+    }
+
     /// Network, volume, container (with its TLS files for Postgres), start, wait until ready.
+    /// Under Swarm: the service instead of the container, its TLS files in a volume.
     async fn create_and_start(&self, addon: &AddonInstance) -> Result<(), AddonError> {
+        if let Some(swarm) = &self.swarm {
+            return self.create_service(swarm.as_ref(), addon).await;
+        }
         self.engine
             .ensure_network(&addon.network, &addon.labels)
             .await
@@ -298,6 +368,81 @@ impl Provisioner {
         self.wait_ready(addon, &id).await
     }
 
+    /// The overlay network, the volumes, the service pinned to this node; then waits until it
+    /// is ready.
+    async fn create_service(
+        &self,
+        swarm: &dyn Swarm,
+        addon: &AddonInstance,
+    ) -> Result<(), AddonError> {
+        let node = service::manager(swarm, addon).await?;
+        // First, so that a bridge network of that name (from `--runtime docker`) stops here
+        // with the server it still serves untouched.
+        swarm
+            .ensure_overlay_network(&addon.network, &addon.labels)
+            .await
+            .map_err(engine_error(addon))?;
+        service::retire_containers(self.engine.as_ref(), addon).await?;
+        self.engine
+            .ensure_volume(&addon.volume, &addon.server_labels())
+            .await
+            .map_err(engine_error(addon))?;
+        let image = self.images.image(addon.kind);
+        // Swarm would only reject the task, again and again: say it now.
+        if !self
+            .engine
+            .image_exists(image)
+            .await
+            .map_err(engine_error(addon))?
+        {
+            return Err(AddonError::ImageMissing {
+                image: image.to_owned(),
+            });
+        }
+        let container = match addon.kind {
+            AddonKind::Postgres => {
+                postgres::write_tls_volume(&self.engine, addon, image).await?;
+                let mut spec = postgres::server_spec(addon, image);
+                spec.mounts.push(postgres::tls_mount(addon));
+                spec
+            }
+            AddonKind::Redis => redis::server_spec(addon, image, self.redis_maxmemory),
+        };
+        swarm
+            .deploy_service(&service::spec(addon, container, &node))
+            .await
+            .map_err(engine_error(addon))?;
+        self.wait_service_ready(swarm, addon, &HashSet::new()).await
+    }
+
+    /// Waits until a task of the service runs (tasks in `known` ended before), then for an
+    /// authenticated answer from a job on the overlay network.
+    async fn wait_service_ready(
+        &self,
+        swarm: &dyn Swarm,
+        addon: &AddonInstance,
+        known: &HashSet<String>,
+    ) -> Result<(), AddonError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        service::wait_serving(
+            swarm,
+            self.engine.as_ref(),
+            addon,
+            known,
+            deadline,
+            READY_TIMEOUT.as_secs(),
+        )
+        .await?;
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(PROBE_INTERVAL);
+        let image = self.images.image(addon.kind);
+        match addon.kind {
+            AddonKind::Postgres => postgres::check_ready(&self.engine, addon, image, left).await,
+            AddonKind::Redis => redis::check_ready(&self.engine, addon, image, left).await,
+        }
+    }
+
     /// Waits for the container's address on the app network and its port, then for an
     /// authenticated answer. Fails early, quoting its output, if the server exits.
     async fn wait_ready(&self, addon: &AddonInstance, id: &str) -> Result<(), AddonError> {
@@ -311,7 +456,8 @@ impl Provisioner {
         loop {
             let state = self.engine.inspect(id).await.map_err(engine_error(addon))?;
             if !state.running && state.started_at.is_some() {
-                return Err(self.exited(addon, id, &state).await);
+                let code = state.exit_code.unwrap_or(-1);
+                return Err(exited(self.engine.as_ref(), addon, id, code).await);
             }
             if let Some(ip) = address(addon, &state) {
                 match self.probe(addon, ip).await {
@@ -362,32 +508,10 @@ impl Provisioner {
         }
     }
 
-    /// The error for a server that exited while starting, with the end of its output.
-    async fn exited(&self, addon: &AddonInstance, id: &str, state: &ContainerState) -> AddonError {
-        let mut lines = Vec::new();
-        let mut output = self.engine.output(id, None);
-        let collect = async {
-            while let Some(Ok(chunk)) = output.next().await {
-                lines.extend(
-                    String::from_utf8_lossy(&chunk.bytes)
-                        .lines()
-                        .map(str::to_owned),
-                );
-                if lines.len() > 4 * LOG_TAIL_LINES {
-                    lines.drain(..lines.len() - LOG_TAIL_LINES);
-                }
-            }
-        };
-        tokio::time::timeout(LOG_TIMEOUT, collect).await.ok();
-        let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
-        AddonError::Exited {
-            addon: addon.display_name(),
-            code: state.exit_code.unwrap_or(-1),
-            output: tail,
-        }
-    }
-
     async fn remove_all(&self, addon: &AddonInstance) -> Result<(), AddonError> {
+        if let Some(swarm) = &self.swarm {
+            service::remove(swarm.as_ref(), &self.engine, addon).await?;
+        }
         let mut filter: Vec<(&str, &str)> = addon
             .labels
             .iter()
@@ -410,6 +534,12 @@ impl Provisioner {
             .remove_container(&addon.container_name)
             .await
             .map_err(engine_error(addon))?;
+        if self.swarm.is_some() {
+            self.engine
+                .remove_volume(&addon.tls_volume())
+                .await
+                .map_err(engine_error(addon))?;
+        }
         self.engine
             .remove_volume(&addon.volume)
             .await
@@ -417,11 +547,41 @@ impl Provisioner {
     }
 }
 
+/// The error for a server that exited while starting, with the end of its output.
+pub(crate) async fn exited(
+    engine: &dyn ContainerEngine,
+    addon: &AddonInstance,
+    id: &str,
+    code: i64,
+) -> AddonError {
+    let mut lines = Vec::new();
+    let mut output = engine.output(id, None);
+    let collect = async {
+        while let Some(Ok(chunk)) = output.next().await {
+            lines.extend(
+                String::from_utf8_lossy(&chunk.bytes)
+                    .lines()
+                    .map(str::to_owned),
+            );
+            if lines.len() > 4 * LOG_TAIL_LINES {
+                lines.drain(..lines.len() - LOG_TAIL_LINES);
+            }
+        }
+    };
+    tokio::time::timeout(LOG_TIMEOUT, collect).await.ok();
+    let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
+    AddonError::Exited {
+        addon: addon.display_name(),
+        code,
+        output: tail,
+    }
+}
+
 fn address(addon: &AddonInstance, state: &ContainerState) -> Option<IpAddr> {
     state.addresses.get(&addon.network).copied()
 }
 
-fn engine_error(addon: &AddonInstance) -> impl Fn(EngineError) -> AddonError + '_ {
+pub(crate) fn engine_error(addon: &AddonInstance) -> impl Fn(EngineError) -> AddonError + '_ {
     move |source| AddonError::Engine {
         addon: addon.display_name(),
         source,

@@ -4,12 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
+use slipway_engine::ContainerEngine;
 use slipway_types::{ContainerSpec, Mount, MountSource};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use crate::job::Job;
 use crate::{AddonError, AddonInstance, AddonStatus};
 
 const DATA_DIR: &str = "/data";
@@ -47,6 +50,100 @@ pub(crate) fn server_spec(addon: &AddonInstance, image: &str, maxmemory: u64) ->
         }],
         ..ContainerSpec::default()
     }
+}
+
+/// A job container with the add-on's image on the app network, running `script` with the
+/// server's name and port as `$1` and `$2`; `redis-cli` takes the password from the
+/// environment, so it stays off the command line.
+fn job_spec(
+    addon: &AddonInstance,
+    image: &str,
+    job: &str,
+    script: &str,
+    args: &[&str],
+) -> ContainerSpec {
+    let port = addon.kind.port().to_string();
+    let mut cmd = vec![addon.container_name.as_str(), port.as_str()];
+    cmd.extend_from_slice(args);
+    ContainerSpec {
+        name: format!(
+            "{}-{job}-{:08x}",
+            addon.container_name,
+            rand::random::<u32>()
+        ),
+        image: image.to_owned(),
+        entrypoint: vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            script.to_owned(),
+            job.to_owned(),
+        ],
+        cmd: cmd.into_iter().map(str::to_owned).collect(),
+        env: BTreeMap::from([("REDISCLI_AUTH".to_owned(), addon.password.clone())]),
+        labels: addon.job_labels(),
+        network: Some(addon.network.clone()),
+        ..ContainerSpec::default()
+    }
+}
+
+/// Under Swarm, where the host cannot reach the server: waits, inside a job on the app
+/// network, until `PING` answers `PONG`. A refused password ends it at once; anything else
+/// (no DNS name yet, connection refused, `LOADING`) is tried again until `timeout`.
+pub(crate) async fn check_ready(
+    engine: &Arc<dyn ContainerEngine>,
+    addon: &AddonInstance,
+    image: &str,
+    timeout: Duration,
+) -> Result<(), AddonError> {
+    let attempts = (timeout.as_millis() / 250).max(1).to_string();
+    let script = "i=0; while :; do out=$(redis-cli -h \"$1\" -p \"$2\" ping 2>&1); \
+        case \"$out\" in PONG) exit 0 ;; *WRONGPASS*|*NOAUTH*) echo \"$out\" >&2; exit 2 ;; esac; \
+        i=$((i + 1)); if [ \"$i\" -ge \"$3\" ]; then echo \"$out\" >&2; exit 1; fi; sleep 0.25; done";
+    Job {
+        engine,
+        addon,
+        name: "readiness check",
+        spec: job_spec(addon, image, "check", script, &[&attempts]),
+        timeout: timeout + Duration::from_secs(10),
+    }
+    .run_ok(None, None)
+    .await
+    .map(drop)
+}
+
+/// Under Swarm: `INFO` through `redis-cli` in a job on the app network.
+pub(crate) async fn status_job(
+    engine: &Arc<dyn ContainerEngine>,
+    addon: &AddonInstance,
+    image: &str,
+    timeout: Duration,
+) -> Result<AddonStatus, AddonError> {
+    let outcome = Job {
+        engine,
+        addon,
+        name: "status query",
+        spec: job_spec(
+            addon,
+            image,
+            "status",
+            "redis-cli -h \"$1\" -p \"$2\" info",
+            &[],
+        ),
+        timeout,
+    }
+    .run_ok(None, None)
+    .await?;
+    let info = String::from_utf8_lossy(&outcome.stdout);
+    if !info.contains("redis_version:") {
+        return Err(AddonError::Protocol {
+            addon: addon.display_name(),
+            message: format!(
+                "status query printed `{}`",
+                info.trim().lines().next().unwrap_or(outcome.stderr.trim())
+            ),
+        });
+    }
+    Ok(parse_info(&info))
 }
 
 /// One reply, as RESP 2 sends it.

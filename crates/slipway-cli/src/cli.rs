@@ -130,6 +130,22 @@ pub enum ClientCommand {
     /// Show the platform's health: version, Docker, disk, certificates, failed releases
     #[command(name = "admin:status")]
     AdminStatus,
+    /// List the swarm's nodes with their role, state, availability and tasks (admins only,
+    /// --runtime swarm)
+    #[command(name = "admin:nodes")]
+    AdminNodes,
+    /// Move every task off a swarm node, by hostname or id; admin:nodes:activate undoes it
+    #[command(name = "admin:nodes:drain")]
+    AdminNodesDrain {
+        #[arg(value_name = "NAME")]
+        node: String,
+    },
+    /// Let a drained swarm node take tasks again, by hostname or id
+    #[command(name = "admin:nodes:activate")]
+    AdminNodesActivate {
+        #[arg(value_name = "NAME")]
+        node: String,
+    },
     /// Show who the token belongs to
     Whoami,
     /// List your SSH keys, which authenticate `git push` over SSH

@@ -10,6 +10,7 @@ mod drains;
 mod keys;
 mod logs;
 mod metrics;
+mod nodes;
 mod pipelines;
 mod runs;
 mod sse;

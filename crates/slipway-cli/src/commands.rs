@@ -12,6 +12,7 @@ mod drains;
 mod keys;
 mod logs;
 mod metrics;
+mod nodes;
 mod pipelines;
 mod ps;
 mod releases;
@@ -54,6 +55,9 @@ pub(crate) async fn dispatch(
             users::admin_audit(session, num, user.as_deref()).await
         }
         ClientCommand::AdminStatus => users::admin_status(session).await,
+        ClientCommand::AdminNodes => nodes::list(session).await,
+        ClientCommand::AdminNodesDrain { node } => nodes::set(session, &node, "drain").await,
+        ClientCommand::AdminNodesActivate { node } => nodes::set(session, &node, "activate").await,
         ClientCommand::Whoami => auth::whoami(session).await,
         ClientCommand::Keys => keys::list(session).await,
         ClientCommand::KeysAdd { file } => keys::add(session, file.as_deref()).await,

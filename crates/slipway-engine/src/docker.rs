@@ -17,7 +17,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     AttachContainerOptions, BuildImageOptions, CommitContainerOptions, CreateContainerOptions,
     CreateImageOptions, DownloadFromContainerOptions, InspectContainerOptions,
-    InspectNetworkOptions, ListContainersOptions, ListImagesOptions, LogsOptions,
+    InspectNetworkOptions, ListContainersOptions, ListImagesOptions, LogsOptions, PushImageOptions,
     RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions, ResizeContainerTTYOptions,
     StartContainerOptions, StatsOptions, StopContainerOptions, TagImageOptions,
     UploadToContainerOptions, WaitContainerOptions,
@@ -54,12 +54,12 @@ const STOP_SLACK: Duration = Duration::from_secs(60);
 /// The Docker Engine, reached through its local socket or `DOCKER_HOST`.
 #[derive(Debug, Clone)]
 pub struct DockerEngine {
-    docker: Docker,
-    host: String,
+    pub(crate) docker: Docker,
+    pub(crate) host: String,
     /// Docker 20.10 creates a second network with the same name instead of refusing, and
     /// then refuses to attach by the now ambiguous name; creating networks one at a time
     /// keeps `ensure_network` idempotent within this process.
-    network_lock: Arc<tokio::sync::Mutex<()>>,
+    pub(crate) network_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl DockerEngine {
@@ -95,7 +95,7 @@ impl DockerEngine {
         })
     }
 
-    fn error(&self, kind: &'static str, name: &str, error: DockerError) -> EngineError {
+    pub(crate) fn error(&self, kind: &'static str, name: &str, error: DockerError) -> EngineError {
         engine_error(&self.host, kind, name, error)
     }
 }
@@ -285,6 +285,30 @@ impl ContainerEngine for DockerEngine {
             .map_err(|error| self.error("image", source, error))?;
         tracing::info!(image = %source, name = %reference, "tagged image");
         Ok(())
+    }
+
+    async fn push_image(&self, reference: &str) -> Result<String> {
+        let (repo, tag) = split_reference(reference);
+        let registry = repo.split('/').next().unwrap_or(repo);
+        let options = PushImageOptions {
+            tag: Some(tag.to_owned()),
+            platform: None,
+        };
+        let mut progress = self.docker.push_image(repo, Some(options), None);
+        let mut digest = None;
+        while let Some(info) = progress.next().await {
+            let info = info.map_err(|error| push_error(&self.host, registry, reference, error))?;
+            if let Some(found) = info.status.as_deref().and_then(pushed_digest) {
+                digest = Some(found.to_owned());
+            }
+        }
+        let digest = digest.ok_or_else(|| {
+            EngineError::Engine(format!(
+                "pushing `{reference}` to registry `{registry}`: the engine did not report a digest"
+            ))
+        })?;
+        tracing::info!(image = %reference, %digest, "pushed image");
+        Ok(digest)
     }
 
     async fn remove_image(&self, reference: &str) -> Result<()> {
@@ -699,9 +723,34 @@ pub(crate) fn split_reference(reference: &str) -> (&str, &str) {
     }
 }
 
-fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody> {
-    let mounts = spec
-        .mounts
+/// The digest in a push's last status line, `latest: digest: sha256:… size: 528`.
+fn pushed_digest(status: &str) -> Option<&str> {
+    let (_, rest) = status.split_once("digest: ")?;
+    rest.split_whitespace()
+        .next()
+        .filter(|digest| digest.starts_with("sha256:"))
+}
+
+/// A failed push in one line that names the registry, which is usually what is wrong (not
+/// running, not trusted for plain HTTP, asking for a login).
+fn push_error(host: &str, registry: &str, reference: &str, error: DockerError) -> EngineError {
+    let message = match error {
+        // What the registry (or the way to it) answered, as the daemon relays it.
+        DockerError::DockerStreamError { error } => error,
+        error => match engine_error(host, "image", reference, error) {
+            EngineError::Engine(message) => message,
+            other => return other,
+        },
+    };
+    EngineError::Engine(format!(
+        "pushing `{reference}` to registry `{registry}`: {}",
+        message.replace('\n', " ")
+    ))
+}
+
+/// The spec's mounts as Docker takes them, for a container or a service's tasks.
+pub(crate) fn docker_mounts(spec: &ContainerSpec) -> Result<Vec<DockerMount>> {
+    spec.mounts
         .iter()
         .map(|mount| {
             let (typ, source) = match &mount.source {
@@ -724,7 +773,11 @@ fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody> {
                 ..Default::default()
             })
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect()
+}
+
+fn create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody> {
+    let mounts = docker_mounts(spec)?;
     let host_config = HostConfig {
         // docker-init as PID 1 reaps zombies and forwards SIGTERM, so a stop is graceful
         // even when the app itself would ignore signals as PID 1.
@@ -868,19 +921,19 @@ fn endpoint_address(endpoint: &EndpointSettings) -> Option<IpAddr> {
         .find_map(|address| address.parse().ok())
 }
 
-fn env_list(env: &BTreeMap<String, String>) -> Vec<String> {
+pub(crate) fn env_list(env: &BTreeMap<String, String>) -> Vec<String> {
     env.iter()
         .map(|(key, value)| format!("{key}={value}"))
         .collect()
 }
 
-fn to_hash_map(map: &BTreeMap<String, String>) -> HashMap<String, String> {
+pub(crate) fn to_hash_map(map: &BTreeMap<String, String>) -> HashMap<String, String> {
     map.iter()
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect()
 }
 
-fn status(error: &DockerError) -> Option<u16> {
+pub(crate) fn status(error: &DockerError) -> Option<u16> {
     match error {
         DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
@@ -948,6 +1001,18 @@ fn unreachable(host: &str, error: &DockerError) -> EngineError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_push_reports_its_digest_in_its_last_status_line() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(
+            pushed_digest(&format!("1.2.0: digest: {digest} size: 528")),
+            Some(digest.as_str())
+        );
+        assert_eq!(pushed_digest("Layer already exists"), None);
+        assert_eq!(pushed_digest("Pushed"), None);
+        assert_eq!(pushed_digest("latest: digest: md5:abc size: 1"), None);
+    }
 
     #[test]
     fn references_split_at_the_tag_colon_only() {

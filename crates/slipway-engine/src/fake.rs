@@ -2,7 +2,7 @@
 //! images, networks, volumes and containers in a map, records every call, and lets a test
 //! script what a container prints and how it exits.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -16,9 +16,11 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::docker::split_reference;
+use crate::fake_swarm::SwarmState;
 use crate::{
-    Attached, ContainerEngine, ContainerId, ContainerState, ContainerStats, EngineError,
-    ImageBuild, ImageConfig, ImageDetails, OutputChunk, OutputStream, Result,
+    Attached, Availability, ContainerEngine, ContainerId, ContainerState, ContainerStats,
+    EngineError, ImageBuild, ImageConfig, ImageDetails, OutputChunk, OutputStream, Result,
+    ServiceSpec,
 };
 
 /// The network a container without one joins, as Docker's default bridge.
@@ -53,6 +55,9 @@ pub enum Call {
         reference: String,
     },
     RemoveImage {
+        reference: String,
+    },
+    PushImage {
         reference: String,
     },
     InspectImage {
@@ -128,12 +133,53 @@ pub enum Call {
     ListContainers {
         labels: Vec<(String, String)>,
     },
+    SwarmStatus,
+    EnsureOverlayNetwork {
+        name: String,
+        labels: BTreeMap<String, String>,
+    },
+    DeployService {
+        spec: ServiceSpec,
+    },
+    ScaleService {
+        name: String,
+        replicas: u32,
+    },
+    RestartService {
+        name: String,
+    },
+    RollbackService {
+        name: String,
+    },
+    Service {
+        name: String,
+    },
+    ListServices {
+        labels: Vec<(String, String)>,
+    },
+    Tasks {
+        service: String,
+    },
+    RemoveService {
+        name: String,
+    },
+    ServiceOutput {
+        name: String,
+    },
+    Nodes,
+    SetNodeAvailability {
+        node: String,
+        availability: Availability,
+    },
 }
 
 /// In-memory engine. Containers without a script run until stopped, removed or given an exit
 /// code with [`FakeEngine::set_exit_code`]; scripted ones print their chunks and exit as soon
 /// as they start. An attached container behaves like `cat`: it echoes its stdin to stdout and
 /// exits with 0 when stdin closes. Addresses are `10.<network>.x.y` and are never dialled.
+/// It is also a one-node swarm (see `fake_swarm.rs`): services of images it has get their
+/// tasks at once, and updates complete at once unless [`FakeEngine::fail_updates_to`] says
+/// otherwise.
 #[derive(Debug)]
 pub struct FakeEngine {
     /// Shared with the tasks that echo attached containers' stdin.
@@ -147,9 +193,14 @@ impl Default for FakeEngine {
 }
 
 #[derive(Debug, Default)]
-struct State {
+pub(crate) struct State {
     calls: Vec<Call>,
+    /// Services, tasks and the node of the fake swarm.
+    pub(crate) swarm: SwarmState,
     images: BTreeMap<String, ImageConfig>,
+    /// What `push_image` pushed, as `reference@digest`: a service may run these, as a node
+    /// pulls them.
+    pushed: BTreeSet<String>,
     networks: BTreeMap<String, Network>,
     volumes: BTreeMap<String, BTreeMap<String, String>>,
     containers: BTreeMap<ContainerId, Container>,
@@ -250,7 +301,7 @@ impl Container {
 }
 
 impl State {
-    fn record(&mut self, call: Call) {
+    pub(crate) fn record(&mut self, call: Call) {
         self.calls.push(call);
     }
 
@@ -274,7 +325,19 @@ impl State {
             .ok_or_else(|| not_found("container", id_or_name))
     }
 
-    fn ensure_network(&mut self, name: &str) {
+    pub(crate) fn has_image(&self, reference: &str) -> bool {
+        self.images.contains_key(reference) || self.pushed.contains(reference)
+    }
+
+    /// The output and exit code scripted for `name`, else for `image`.
+    pub(crate) fn script(&self, name: &str, image: &str) -> Option<(Vec<OutputChunk>, i64)> {
+        [name, image]
+            .into_iter()
+            .find_map(|key| self.scripts.get(key))
+            .map(|script| (script.chunks.clone(), script.exit_code))
+    }
+
+    pub(crate) fn ensure_network(&mut self, name: &str) {
         if !self.networks.contains_key(name) {
             let index = self.networks_created;
             self.networks_created = self.networks_created.wrapping_add(1);
@@ -355,8 +418,8 @@ impl FakeEngine {
     }
 
     /// Containers named `image_or_name`, or created from that image, print `chunks` and exit
-    /// with `exit_code` each time they start. A script for the name wins over one for the
-    /// image.
+    /// with `exit_code` each time they start; so do the tasks of job services of that name or
+    /// image. A script for the name wins over one for the image.
     pub fn script_output(&self, image_or_name: &str, chunks: Vec<OutputChunk>, exit_code: i64) {
         self.state()
             .scripts
@@ -396,7 +459,7 @@ impl FakeEngine {
             .insert(reference.to_owned(), BuildScript { output, outcome });
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }
 }
@@ -549,6 +612,19 @@ impl ContainerEngine for FakeEngine {
             state.exposed_ports.insert(reference.to_owned(), exposed);
         }
         Ok(())
+    }
+
+    async fn push_image(&self, reference: &str) -> Result<String> {
+        let mut state = self.state();
+        state.record(Call::PushImage {
+            reference: reference.to_owned(),
+        });
+        if !state.images.contains_key(reference) {
+            return Err(EngineError::Engine(format!("no such image `{reference}`")));
+        }
+        let digest = fake_digest(reference);
+        state.pushed.insert(format!("{reference}@{digest}"));
+        Ok(digest)
     }
 
     async fn remove_image(&self, reference: &str) -> Result<()> {
@@ -942,6 +1018,17 @@ fn fake_container_id(serial: u64) -> ContainerId {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
     format!("{z:016x}").repeat(4)
+}
+
+/// The digest a fake registry gives a pushed image: the same for the same reference, as a
+/// real registry gives the same for the same image.
+fn fake_digest(reference: &str) -> String {
+    let hash = reference
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("sha256:{}", format!("{hash:016x}").repeat(4))
 }
 
 #[cfg(test)]

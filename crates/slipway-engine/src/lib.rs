@@ -1,8 +1,12 @@
 #![doc = include_str!("../README.md")]
 
 mod docker;
+mod docker_swarm;
 #[cfg(any(test, feature = "fake"))]
 mod fake;
+#[cfg(any(test, feature = "fake"))]
+mod fake_swarm;
+mod swarm;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -19,6 +23,12 @@ use tokio::io::AsyncWrite;
 pub use docker::DockerEngine;
 #[cfg(any(test, feature = "fake"))]
 pub use fake::{Call, FAKE_MEMORY_BYTES, FakeEngine};
+#[cfg(any(test, feature = "fake"))]
+pub use fake_swarm::{FAKE_NODE_HOSTNAME, FAKE_NODE_ID};
+pub use swarm::{
+    Availability, HealthCheck, NodeInfo, NodeRole, ServiceMode, ServiceSpec, ServiceState, Swarm,
+    SwarmStatus, TaskState, UpdateState, UpdateStatus,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -184,6 +194,12 @@ pub trait ContainerEngine: Send + Sync + 'static {
 
     /// Removes an image; a missing image is not an error.
     async fn remove_image(&self, reference: &str) -> Result<()>;
+
+    /// Pushes the local image `reference` (`registry[:port]/repo:tag`) to the registry its
+    /// name starts with, like `docker push`, and returns the digest the registry gave its
+    /// manifest (`sha256:…`), so others can pull exactly that image. No credentials are sent:
+    /// the registry must accept anonymous pushes.
+    async fn push_image(&self, reference: &str) -> Result<String>;
 
     /// Images whose repository is `repository` (e.g. `slipway/hello`), as full references.
     async fn list_images(&self, repository: &str) -> Result<Vec<String>>;

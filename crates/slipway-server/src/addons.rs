@@ -1,5 +1,6 @@
-//! Add-ons: a dedicated Postgres or Redis server per add-on on the app's network, its
-//! credentials sealed in the store, its URL in a config var. `slipway-addons` runs the
+//! Add-ons: a dedicated Postgres or Redis server per add-on on the app's network (a
+//! container, or with `--runtime swarm` a single-replica service on the app's overlay
+//! network), its credentials sealed in the store, its URL in a config var. `slipway-addons` runs the
 //! servers; this module keeps them running (a reconcile pass at start and every few
 //! seconds), takes and restores Postgres backups under `<data-dir>/backups/<app>/`, takes
 //! the daily ones and expires them after the retention.
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use slipway_addons::{AddonError, AddonImages, AddonInstance, AddonKind, AddonStatus, Provisioner};
-use slipway_engine::{ContainerEngine, EngineError};
+use slipway_engine::{ContainerEngine, EngineError, Swarm};
 use slipway_store::{Addon, App, Backup, BackupOutcome, StoreError};
 use slipway_types::AppName;
 use slipway_types::api::{AddonDetail, AddonInfo, BackupInfo, BackupTrigger};
@@ -49,6 +50,11 @@ pub enum AddonsError {
     },
     #[error("the stored settings of add-on `{name}` cannot be read: {reason}")]
     Corrupt { name: String, reason: String },
+    /// Another request holds the add-on (creating it waits for its server and a release).
+    #[error(
+        "add-on `{addon}` of app `{app}` is busy (being created, restored or backed up): run apps:destroy again once that is done"
+    )]
+    Busy { app: AppName, addon: String },
     #[error("backup {label} of add-on `{addon}` failed: {reason}")]
     BackupFailed {
         label: String,
@@ -72,6 +78,7 @@ impl From<AddonsError> for ApiError {
         match error {
             AddonsError::Store(error) => error.into(),
             AddonsError::Addon(_)
+            | AddonsError::Busy { .. }
             | AddonsError::BackupFailed { .. }
             | AddonsError::MissingFile { .. } => ApiError::conflict(error.to_string()),
             AddonsError::Seal(_)
@@ -93,6 +100,8 @@ pub struct AddonsConfig {
 /// Add-on servers, their sealed settings and their backups.
 pub struct Addons {
     engine: Arc<dyn ContainerEngine>,
+    /// With `--runtime swarm`: add-on servers are its services, app networks its overlays.
+    swarm: Option<Arc<dyn Swarm>>,
     provisioner: Provisioner,
     sealer: Sealer,
     postgres_image: String,
@@ -107,10 +116,20 @@ pub struct Addons {
 }
 
 impl Addons {
-    pub fn new(engine: Arc<dyn ContainerEngine>, master_key: &[u8], config: AddonsConfig) -> Self {
+    pub fn new(
+        engine: Arc<dyn ContainerEngine>,
+        swarm: Option<Arc<dyn Swarm>>,
+        master_key: &[u8],
+        config: AddonsConfig,
+    ) -> Self {
+        let provisioner = Provisioner::new(engine.clone(), config.images.clone());
         Self {
-            provisioner: Provisioner::new(engine.clone(), config.images.clone()),
+            provisioner: match &swarm {
+                Some(swarm) => provisioner.with_swarm(swarm.clone()),
+                None => provisioner,
+            },
             engine,
+            swarm,
             sealer: Sealer::from_master_key(master_key, b"slipway add-on credentials v1"),
             postgres_image: config.images.postgres,
             backups_dir: config.backups_dir,
@@ -128,6 +147,18 @@ impl Addons {
     /// Serializes everything that changes one add-on.
     pub async fn lock(&self, app_id: Uuid, name: &str) -> OwnedMutexGuard<()> {
         self.lock_of(app_id, name).lock_owned().await
+    }
+
+    /// The add-on's lock if its holder lets go within `wait`.
+    pub async fn lock_within(
+        &self,
+        app_id: Uuid,
+        name: &str,
+        wait: Duration,
+    ) -> Option<OwnedMutexGuard<()>> {
+        tokio::time::timeout(wait, self.lock(app_id, name))
+            .await
+            .ok()
     }
 
     fn try_lock(&self, app_id: Uuid, name: &str) -> Option<OwnedMutexGuard<()>> {
@@ -154,19 +185,25 @@ impl Addons {
         })
     }
 
-    /// The app's network first: an app that never deployed has none yet.
+    /// The app's network first: an app that never deployed has none yet. Under Swarm it is
+    /// the attachable overlay the app's services, add-ons and jobs share.
     async fn network(
         &self,
         instance: &AddonInstance,
         labels: &AppLabels,
     ) -> Result<(), AddonsError> {
-        self.engine
-            .ensure_network(&instance.network, labels)
-            .await
-            .map_err(|source| AddonsError::Network {
-                app: instance.app.clone(),
-                source,
-            })
+        match &self.swarm {
+            Some(swarm) => {
+                swarm
+                    .ensure_overlay_network(&instance.network, labels)
+                    .await
+            }
+            None => self.engine.ensure_network(&instance.network, labels).await,
+        }
+        .map_err(|source| AddonsError::Network {
+            app: instance.app.clone(),
+            source,
+        })
     }
 
     /// Starts a new add-on's server and waits until it takes connections.
@@ -461,11 +498,24 @@ fn file_time(at: OffsetDateTime) -> String {
     )
 }
 
+/// How long destroying an app waits for work on one of its add-ons (a reconcile, a backup)
+/// before it answers that the add-on is busy.
+const BUSY_WAIT: Duration = Duration::from_secs(5);
+
 /// Before an app is destroyed: a final backup of each Postgres add-on, then every add-on's
 /// container and volume. A failed final backup stops here with nothing removed.
 pub async fn destroy_all(platform: &Platform, app: &App) -> Result<(), AddonsError> {
     for addon in platform.store.addons(app.id).await? {
-        let _guard = platform.addons.lock(app.id, &addon.name).await;
+        // Creating an add-on holds its lock until its server is up and a release rolled every
+        // process with its URL, longer than a client waits: say so rather than wait for it.
+        let _guard = platform
+            .addons
+            .lock_within(app.id, &addon.name, BUSY_WAIT)
+            .await
+            .ok_or_else(|| AddonsError::Busy {
+                app: app.name.clone(),
+                addon: addon.name.clone(),
+            })?;
         let instance = platform.addons.instance(&addon)?;
         if instance.kind == AddonKind::Postgres {
             take_backup(platform, app, &instance, BackupTrigger::Final).await?;
@@ -636,6 +686,39 @@ mod tests {
         for bad in ["", "b", "x001", "b0x1", "001", "b-1"] {
             assert_eq!(parse_backup_id(bad), None, "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn destroying_waits_a_while_for_a_busy_addon_then_says_so() {
+        let addons = Addons::new(
+            Arc::new(slipway_engine::FakeEngine::new()),
+            None,
+            &[7; 32],
+            AddonsConfig {
+                images: AddonImages {
+                    postgres: "slipway/postgres:17".to_owned(),
+                    redis: "slipway/redis:8".to_owned(),
+                },
+                backups_dir: PathBuf::from("/nonexistent"),
+                retention: Duration::from_secs(86_400),
+            },
+        );
+        let app = Uuid::now_v7();
+        let wait = Duration::from_millis(50);
+        let creating = addons.lock(app, "redis-1").await;
+        assert!(
+            addons.lock_within(app, "redis-1", wait).await.is_none(),
+            "a create holding the add-on makes destroy give up"
+        );
+        assert!(addons.lock_within(app, "redis-2", wait).await.is_some());
+        drop(creating);
+        assert!(addons.lock_within(app, "redis-1", wait).await.is_some());
+        let busy = AddonsError::Busy {
+            app: "hello".parse().unwrap(),
+            addon: "redis-1".to_owned(),
+        };
+        let response = axum::response::IntoResponse::into_response(ApiError::from(busy));
+        assert_eq!(response.status(), axum::http::StatusCode::CONFLICT);
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct Platform {
     pub started: std::time::Instant,
     /// Whether this server holds the leader lease: only the leader deploys and runs the loops.
     pub leadership: crate::leader::Leadership,
+    /// The swarm apps, add-ons and one-off runs are services of with `--runtime swarm`;
+    /// `None` with `--runtime docker`.
+    pub swarm: Option<Arc<dyn slipway_engine::Swarm>>,
 }
 
 #[derive(Clone)]

@@ -40,9 +40,15 @@ pub struct ServerArgs {
     /// Every app answers at <app>.<apps-domain> [default: localhost]
     #[arg(long, env = "SLIPWAY_APPS_DOMAIN")]
     pub apps_domain: Option<String>,
-    /// Container runtime: `docker` [default: docker]
+    /// Where apps run: `docker` (containers on this engine) or `swarm` (Docker Swarm
+    /// services; the engine must be a swarm manager) [default: docker]
     #[arg(long, env = "SLIPWAY_RUNTIME")]
     pub runtime: Option<String>,
+    /// With `--runtime swarm`: registry, `HOST[:PORT][/PREFIX]`, that release images are
+    /// pushed to so every node pulls them (anonymous push, no login) [default: none, images
+    /// stay on this node]
+    #[arg(long, env = "SLIPWAY_REGISTRY")]
+    pub registry: Option<String>,
     /// Image that builds and runs apps [default: slipway/stack:trixie]
     #[arg(long, env = "SLIPWAY_STACK_IMAGE")]
     pub stack_image: Option<String>,
@@ -122,6 +128,7 @@ struct FileConfig {
     ssh_listen: Option<SocketAddr>,
     apps_domain: Option<String>,
     runtime: Option<String>,
+    registry: Option<String>,
     stack_image: Option<String>,
     build_ca_bundle: Option<PathBuf>,
     drain_ca_bundle: Option<PathBuf>,
@@ -156,6 +163,10 @@ pub struct ServerConfig {
     pub https_listen: SocketAddr,
     pub ssh_listen: SocketAddr,
     pub apps_domain: String,
+    pub runtime: Runtime,
+    /// `HOST[:PORT][/PREFIX]` that Swarm release images are pushed to; `None` keeps them
+    /// local. Only with [`Runtime::Swarm`].
+    pub registry: Option<String>,
     pub stack_image: String,
     pub build_ca_bundle: Option<PathBuf>,
     /// Extra roots for drains' TLS.
@@ -184,6 +195,15 @@ pub struct ServerConfig {
     pub dns_resolver: Option<SocketAddr>,
     /// Width of the metrics series' short buckets; an hour bucket is 60 of them.
     pub metrics_bucket: Duration,
+}
+
+/// Where apps run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// Containers on this server's Docker engine, managed by Slipway.
+    Docker,
+    /// Docker Swarm services: Swarm places, restarts and rolls the tasks on its nodes.
+    Swarm,
 }
 
 #[derive(Debug, Clone)]
@@ -241,14 +261,27 @@ impl ServerArgs {
                 })?,
             None => Duration::from_secs(15),
         };
-        let runtime = self
-            .runtime
-            .or(file.runtime)
-            .unwrap_or_else(|| "docker".into());
-        if runtime != "docker" {
+        let runtime = match self.runtime.or(file.runtime).as_deref() {
+            None | Some("docker") => Runtime::Docker,
+            Some("swarm") => Runtime::Swarm,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    setting: "--runtime",
+                    message: format!("`{other}` is not a runtime: use `docker` or `swarm`"),
+                });
+            }
+        };
+        let registry = self
+            .registry
+            .or(file.registry)
+            .map(|registry| validate_registry(&registry))
+            .transpose()?;
+        if registry.is_some() && runtime != Runtime::Swarm {
             return Err(ConfigError::Invalid {
-                setting: "--runtime",
-                message: format!("`{runtime}` is not supported yet: use `docker`"),
+                setting: "--registry",
+                message: "needs --runtime swarm: with --runtime docker images never leave this \
+                          node"
+                    .to_owned(),
             });
         }
         let apps_domain = self
@@ -381,6 +414,8 @@ impl ServerArgs {
                 .or(file.ssh_listen)
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 2222))),
             apps_domain,
+            runtime,
+            registry,
             acme,
             dns_listen: self.dns_listen.or(file.dns_listen),
             dns_zones,
@@ -448,6 +483,66 @@ fn parse_duration(text: &str) -> Option<Duration> {
     (1..=24 * 3600)
         .contains(&seconds)
         .then(|| Duration::from_secs(seconds))
+}
+
+/// `HOST[:PORT][/PREFIX]` as Docker reads the start of an image name: the host must have a
+/// dot or a port (or be `localhost`), else Docker takes it for a Docker Hub account; the
+/// prefix is lowercase path components. Returned without a trailing slash.
+fn validate_registry(text: &str) -> Result<String, ConfigError> {
+    let invalid = |why: &str| ConfigError::Invalid {
+        setting: "--registry",
+        message: format!(
+            "`{text}` is not HOST[:PORT][/PREFIX], like registry.internal:5000: {why}"
+        ),
+    };
+    let registry = text.trim().trim_end_matches('/');
+    if registry.contains("://") {
+        return Err(invalid("leave out the scheme"));
+    }
+    let (host_port, prefix) = registry.split_once('/').unwrap_or((registry, ""));
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => (host, Some(port)),
+        _ => (host_port, None),
+    };
+    if let Some(port) = port
+        && !port.parse::<u16>().is_ok_and(|port| port > 0)
+    {
+        return Err(invalid("the port is not a number from 1 to 65535"));
+    }
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host.split('.').all(|label| {
+                    !label.is_empty()
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                })
+        }
+    };
+    if !host_ok {
+        return Err(invalid("the host is not a host name or IP address"));
+    }
+    if port.is_none() && !host.contains('.') && host != "localhost" {
+        return Err(invalid(
+            "Docker reads a host without a dot or a port as a Docker Hub account: add the port",
+        ));
+    }
+    let component_ok = |component: &str| {
+        !component.is_empty()
+            && component.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && component.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && component
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+    };
+    if !prefix.is_empty() && !prefix.split('/').all(component_ok) {
+        return Err(invalid(
+            "the prefix must be lowercase letters, digits and . _ - between slashes",
+        ));
+    }
+    Ok(registry.to_owned())
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -608,6 +703,60 @@ mod tests {
     }
 
     #[test]
+    fn the_registry_is_a_host_with_a_dot_or_port_and_needs_the_swarm_runtime() {
+        let swarm = |registry: &str| ServerArgs {
+            runtime: Some("swarm".into()),
+            registry: Some(registry.into()),
+            ..Default::default()
+        };
+        assert_eq!(ServerArgs::default().resolve().unwrap().registry, None);
+        for (given, kept) in [
+            ("127.0.0.1:5000", "127.0.0.1:5000"),
+            ("registry.internal/team/", "registry.internal/team"),
+            ("localhost", "localhost"),
+            ("[::1]:5000/a/b-c", "[::1]:5000/a/b-c"),
+        ] {
+            let config = swarm(given).resolve().unwrap();
+            assert_eq!(config.registry.as_deref(), Some(kept), "{given}");
+        }
+        for bad in [
+            "registry",
+            "http://registry.internal",
+            "registry.internal:0",
+            "registry.internal:http",
+            "-bad.internal",
+            "registry.internal/Team",
+            "registry.internal//team",
+            "",
+        ] {
+            let err = swarm(bad).resolve().unwrap_err().to_string();
+            assert!(err.starts_with("--registry `"), "{bad}: {err}");
+            assert!(!err.contains('\n'), "{bad}: {err}");
+        }
+        let err = ServerArgs {
+            registry: Some("127.0.0.1:5000".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--registry needs --runtime swarm: with --runtime docker images never leave this node"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("slipway.toml");
+        std::fs::write(&file, "runtime = \"swarm\"\nregistry = \"10.0.0.5:5000\"\n").unwrap();
+        let from_file = ServerArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        assert_eq!(
+            from_file.resolve().unwrap().registry.as_deref(),
+            Some("10.0.0.5:5000")
+        );
+    }
+
+    #[test]
     fn build_limits_come_from_flag_or_file_and_bad_ones_are_one_line_errors() {
         let config = ServerArgs::default().resolve().unwrap();
         assert_eq!(config.build_timeout, Duration::from_secs(1800));
@@ -656,6 +805,38 @@ mod tests {
         ] {
             assert_eq!(args.resolve().unwrap_err().to_string(), expected);
         }
+    }
+
+    #[test]
+    fn runtime_is_docker_or_swarm_from_flag_or_file() {
+        assert_eq!(
+            ServerArgs::default().resolve().unwrap().runtime,
+            Runtime::Docker
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("slipway.toml");
+        std::fs::write(&file, "runtime = \"swarm\"\n").unwrap();
+        let from_file = ServerArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        assert_eq!(from_file.clone().resolve().unwrap().runtime, Runtime::Swarm);
+        let flag_wins = ServerArgs {
+            runtime: Some("docker".into()),
+            ..from_file
+        };
+        assert_eq!(flag_wins.resolve().unwrap().runtime, Runtime::Docker);
+        let error = ServerArgs {
+            runtime: Some("kubernetes".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            error,
+            "--runtime `kubernetes` is not a runtime: use `docker` or `swarm`"
+        );
     }
 
     #[test]

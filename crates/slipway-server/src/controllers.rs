@@ -19,6 +19,7 @@ pub mod keys;
 pub mod logs;
 pub mod maintenance;
 pub mod metrics;
+pub mod nodes;
 pub mod openapi;
 pub mod pipelines;
 pub mod ratelimit;

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use slipway_engine::ContainerEngine;
+use slipway_engine::{ContainerEngine, Swarm};
 
 use crate::alerts::{Notice, Notifier, ReleaseEvent};
 use crate::logs::LogHub;
@@ -29,6 +29,7 @@ mod canary;
 mod health;
 mod reconcile;
 mod rollout;
+mod swarm;
 
 pub use canary::CHECK_EVERY as CANARY_CHECK_EVERY;
 use rollout::Side;
@@ -64,6 +65,12 @@ pub struct DeployerConfig {
     pub release_timeout: Duration,
     /// Where release outcomes and crashes are reported, for webhooks and alerts.
     pub notifier: Notifier,
+    /// With `--runtime swarm`, the swarm that runs each process type as a service; `None`
+    /// runs containers on `engine` (`--runtime docker`).
+    pub swarm: Option<Arc<dyn Swarm>>,
+    /// With `swarm`, `HOST[:PORT][/PREFIX]` that release images are pushed to, so tasks on
+    /// any node can pull them; `None` runs this node's local images.
+    pub registry: Option<String>,
 }
 
 pub struct Deployer {
@@ -90,6 +97,14 @@ pub struct Deployer {
     /// Rate limits at the router, by app.
     rate_limits: Mutex<BTreeMap<AppName, RateLimit>>,
     notifier: Notifier,
+    /// `Some` with `--runtime swarm` (see `swarm.rs`).
+    swarm: Option<Arc<dyn Swarm>>,
+    /// Where Swarm release images are pushed (`--registry`).
+    registry: Option<String>,
+    /// Digests of the images this process pushed, by registry reference: each is pushed once.
+    pushed: swarm::PushedImages,
+    /// Services whose output goes to the log now.
+    followed_services: swarm::FollowedServices,
 }
 
 impl Deployer {
@@ -108,6 +123,10 @@ impl Deployer {
             apps_domain: config.apps_domain,
             release_timeout: config.release_timeout,
             notifier: config.notifier,
+            swarm: config.swarm,
+            registry: config.registry,
+            pushed: swarm::PushedImages::default(),
+            followed_services: swarm::FollowedServices::default(),
             http: reqwest::Client::builder()
                 .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
@@ -163,12 +182,15 @@ impl Deployer {
     /// How many process containers of the app are running, and the memory their formation
     /// reserves (limits × scale).
     pub async fn usage(&self, app: &App) -> anyhow::Result<(u32, u64)> {
-        let running = self
-            .app_containers(&app.name, Some("process"))
-            .await?
-            .iter()
-            .filter(|container| container.running)
-            .count();
+        let running = match &self.swarm {
+            Some(swarm) => self.serving_tasks(swarm, &app.name).await?,
+            None => self
+                .app_containers(&app.name, Some("process"))
+                .await?
+                .iter()
+                .filter(|container| container.running)
+                .count(),
+        };
         let memory: i64 = self
             .store
             .formation(app.id)
@@ -309,6 +331,16 @@ impl Deployer {
             "release",
             format!("Deploying {} ({})", release.version, release.description),
         );
+        if let Some(swarm) = &self.swarm {
+            let rolled = rollout::Rolled {
+                retired: Vec::new(),
+                leftovers: Vec::new(),
+            };
+            return match self.swarm_rollout(swarm, app, release, progress).await {
+                Ok(()) => self.go_live(app, release, rolled).await,
+                Err(reason) => self.fail_release(app, release, reason).await,
+            };
+        }
         // The "how does the next release go out" decision, shared by pushes and promotions.
         let superseded = canary::Verdict::Fail(format!("canary superseded by {}", release.version));
         self.finish_canary_locked(app, Some(superseded)).await?;
@@ -329,21 +361,29 @@ impl Deployer {
         let rolled = match outcome {
             Ok(Some(rolled)) => rolled,
             Ok(None) => return Ok(()),
-            Err(reason) => {
-                self.store
-                    .set_release_status(release.id, ReleaseStatus::Failed, Some(&reason))
-                    .await?;
-                tracing::warn!(app = %app.name, version = %release.version, %reason, "release failed");
-                self.event(
-                    &app.name,
-                    "release",
-                    format!("Release {} failed: {reason}", release.version),
-                );
-                self.notify_release(app, release, ReleaseEvent::Failed, Some(reason.clone()));
-                return Err(DeployError::Failed(reason));
-            }
+            Err(reason) => return self.fail_release(app, release, reason).await,
         };
         self.go_live(app, release, rolled).await
+    }
+
+    /// Marks a release failed and says why; what was running keeps running.
+    async fn fail_release(
+        &self,
+        app: &App,
+        release: &Release,
+        reason: String,
+    ) -> Result<(), DeployError> {
+        self.store
+            .set_release_status(release.id, ReleaseStatus::Failed, Some(&reason))
+            .await?;
+        tracing::warn!(app = %app.name, version = %release.version, %reason, "release failed");
+        self.event(
+            &app.name,
+            "release",
+            format!("Release {} failed: {reason}", release.version),
+        );
+        self.notify_release(app, release, ReleaseEvent::Failed, Some(reason.clone()));
+        Err(DeployError::Failed(reason))
     }
 
     /// Makes a rolled-out release the current one and cleans up what it replaced.
@@ -361,6 +401,11 @@ impl Deployer {
             format!("Release {} is live", release.version),
         );
         self.notify_release(app, release, ReleaseEvent::Succeeded, None);
+        if let Some(swarm) = &self.swarm
+            && let Err(error) = self.remove_stale_services(swarm, app, release).await
+        {
+            tracing::warn!(app = %app.name, %error, "removing services of gone process types failed");
+        }
         for old in &rolled.leftovers {
             self.discard(app, old).await;
         }
@@ -382,6 +427,13 @@ impl Deployer {
         let Some(release) = self.store.current_release(app.id).await? else {
             return Ok(());
         };
+        if let Some(swarm) = &self.swarm {
+            let restart = self.swarm_restart(swarm, app, &release, only, progress);
+            return self
+                .while_refreshing(swarm, &app.name, restart)
+                .await
+                .map_err(DeployError::Failed);
+        }
         let rolled = self
             .roll(app, &release, only, progress)
             .await
@@ -442,6 +494,10 @@ impl Deployer {
         let Some(entry) = formation.into_iter().find(|e| e.process == *process) else {
             return Ok(());
         };
+        if let Some(swarm) = &self.swarm {
+            let converge = self.swarm_converge(swarm, app, release, process, before, progress);
+            return self.while_refreshing(swarm, &app.name, converge).await;
+        }
         let resized = before.is_some_and(|b| b.memory_bytes != entry.memory_bytes);
         if resized {
             let rolled = self.roll(app, release, Some(process), progress).await?;
@@ -495,6 +551,9 @@ impl Deployer {
         &self,
         app: &App,
     ) -> Result<Vec<ProcessInfo>, slipway_engine::EngineError> {
+        if let Some(swarm) = &self.swarm {
+            return self.swarm_processes(swarm, app).await;
+        }
         let containers = self.app_containers(&app.name, Some("process")).await?;
         let canaries = self.canary_processes(&app.name).await;
         let restarts = self.restarts.lock().unwrap_or_else(|e| e.into_inner());
@@ -544,6 +603,11 @@ impl Deployer {
         if let Some(current) = releases.iter().find(|r| Some(r.id) == app.current_release) {
             keep.insert(&current.image);
         }
+        let running = match &self.swarm {
+            Some(swarm) => self.service_images(swarm, &app.name).await,
+            None => Vec::new(),
+        };
+        keep.extend(running.iter().map(String::as_str));
         let images = match self
             .engine
             .list_images(&format!("slipway/{}", app.name))
@@ -556,6 +620,13 @@ impl Deployer {
             }
         };
         for image in images.iter().filter(|i| !keep.contains(i.as_str())) {
+            // The name it was pushed under holds the same layers.
+            if let Some(registry) = &self.registry {
+                let remote = format!("{registry}/{image}");
+                if self.engine.remove_image(&remote).await.is_ok() {
+                    swarm::forget_pushed(&self.pushed, &remote);
+                }
+            }
             match self.engine.remove_image(image).await {
                 Ok(()) => tracing::info!(app = %app.name, %image, "pruned image"),
                 Err(error) => tracing::debug!(app = %app.name, %image, %error, "image kept"),
@@ -650,19 +721,44 @@ impl Deployer {
 
     /// Removes every container, the network, the build cache and the images of an app.
     pub async fn destroy(&self, app: &AppName) -> Result<(), slipway_engine::EngineError> {
+        if let Some(swarm) = &self.swarm {
+            self.remove_app_services(swarm, app).await?;
+        }
         let containers = self.app_containers(app, None).await?;
         self.forget_app(app);
         for container in containers {
             self.engine.remove_container(&container.id).await?;
         }
-        self.engine.remove_network(&network_name(app)).await?;
+        self.remove_network(app).await?;
         self.engine
             .remove_volume(&format!("slipway-cache-{app}"))
             .await?;
         for image in self.engine.list_images(&format!("slipway/{app}")).await? {
             self.engine.remove_image(&image).await?;
         }
+        if let Some(registry) = &self.registry {
+            let repository = format!("{registry}/slipway/{app}");
+            for image in self.engine.list_images(&repository).await? {
+                self.engine.remove_image(&image).await?;
+                swarm::forget_pushed(&self.pushed, &image);
+            }
+        }
         Ok(())
+    }
+}
+
+impl Deployer {
+    /// Removes the app's network. A swarm releases an overlay network's endpoints a moment
+    /// after the tasks on it stopped, so that is retried (bounded).
+    async fn remove_network(&self, app: &AppName) -> Result<(), slipway_engine::EngineError> {
+        let mut attempts = if self.swarm.is_some() { 20 } else { 1 };
+        loop {
+            attempts -= 1;
+            match self.engine.remove_network(&network_name(app)).await {
+                Err(_) if attempts > 0 => tokio::time::sleep(Duration::from_millis(500)).await,
+                outcome => return outcome,
+            }
+        }
     }
 }
 
@@ -727,6 +823,8 @@ mod tests {
                 apps_domain: "localhost".into(),
                 release_timeout: Duration::from_secs(60),
                 notifier: Notifier::new().0,
+                swarm: None,
+                registry: None,
             },
         )
         .unwrap()

@@ -1,7 +1,7 @@
 //! Leadership among servers sharing one store. Every server serves the API and the router;
 //! only the holder of the store's `leader` lease runs the background loops that change
-//! containers, add-ons and certificates, and only it deploys (followers refuse changes that
-//! would deploy, naming the leader). With SQLite there is one server and it always leads.
+//! containers, add-ons and certificates, and only it deploys: followers forward changes to it
+//! (see `forward`). With SQLite there is one server and it always leads.
 //!
 //! The leader renews its lease every third of the lease time. It stops acting (pauses its
 //! loops) when a renewal has not succeeded within two thirds of the lease time after the last
@@ -16,12 +16,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::extract::Request;
+use axum::response::Response;
 use slipway_store::{Fence, Lease, Store};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::app::Platform;
+use crate::forward::{self, Forwarder};
 use crate::handover::Loops;
 
 /// The lease's name in the store.
@@ -31,7 +34,7 @@ const LEASE: &str = "leader";
 /// the same candidate and renews its own lease instead of waiting for it to expire.
 const ID_FILE: &str = "server.id";
 
-/// This server's standing, shared by the API (to refuse changes on a follower) and the loops.
+/// This server's standing, shared by the API (to forward changes on a follower) and the loops.
 #[derive(Debug)]
 pub struct Leadership {
     id: String,
@@ -43,6 +46,8 @@ pub struct Leadership {
     held: Mutex<Option<Lease>>,
     /// Given to the store, which checks it before making a release current.
     fence: Arc<Fence>,
+    /// Sends changes to the leader while this server follows.
+    forwarder: Forwarder,
 }
 
 impl Leadership {
@@ -65,6 +70,8 @@ impl Leadership {
         };
         Ok(Self {
             fence: Arc::new(Fence::new(LEASE, &id)),
+            forwarder: Forwarder::new(&url)
+                .context("building the client that forwards to the leader")?,
             id,
             url,
             ttl,
@@ -120,6 +127,29 @@ impl Leadership {
                 tracing::warn!(%error, "reading the leader lease failed");
                 None
             }
+        }
+    }
+
+    /// On a follower, has the leader carry out `request` and answers with the leader's answer;
+    /// or refuses it (`503 not_leader`) saying why the leader cannot. A request another server
+    /// forwarded is refused rather than forwarded again: it was sent here as to the leader, and
+    /// passing it on could loop between servers that each believe another leads.
+    pub async fn forward(&self, store: &Store, request: Request) -> Response {
+        if forward::is_forwarded(request.headers()) {
+            return forward::not_leader(
+                "this server is a follower and does not pass on a change another server \
+                 forwarded to it: retry in a few seconds",
+            );
+        }
+        match self.leader_url(store).await {
+            None => forward::not_leader(
+                "this server is a follower and no server leads right now: retry in a few seconds",
+            ),
+            Some(url) if url == self.url => forward::not_leader(
+                "the lease names this server but it is not acting as the leader yet: retry in a \
+                 few seconds",
+            ),
+            Some(url) => self.forwarder.forward(&url, request).await,
         }
     }
 

@@ -12,6 +12,7 @@ mod deployer;
 mod drains;
 mod error;
 mod extract;
+mod forward;
 mod handover;
 mod leader;
 mod logs;
@@ -32,7 +33,7 @@ use slipway_addons::AddonImages;
 use slipway_builder::{Builder, BuilderConfig};
 use slipway_domains::check::DnsChecker;
 use slipway_domains::dns::{DnsConfig, DnsServer, DnsSockets};
-use slipway_engine::{ContainerEngine, DockerEngine};
+use slipway_engine::{ContainerEngine, DockerEngine, Swarm};
 use slipway_git::{HookListener, Repos};
 use slipway_router::{AccessLogSink, Router, RouterConfig};
 use slipway_store::seal::Sealer;
@@ -41,7 +42,7 @@ use slipway_types::api::ReleaseStatus;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{ServerArgs, ServerConfig};
+pub use config::{Runtime, ServerArgs, ServerConfig};
 pub use handover::Predecessor;
 
 use crate::addons::{Addons, AddonsConfig};
@@ -128,8 +129,10 @@ pub async fn run(
             b"slipway config vars v1",
         ))
         .fenced_by(leadership.fence());
-    let engine: Arc<dyn ContainerEngine> = Arc::new(DockerEngine::connect().await?);
+    let docker = Arc::new(DockerEngine::connect().await?);
+    let engine: Arc<dyn ContainerEngine> = docker.clone();
     engine.ping().await?;
+    let swarm = swarm_runtime(&docker, config.runtime).await?;
     if !engine.image_exists(&config.stack_image).await? {
         anyhow::bail!(
             "stack image `{}` is missing: build it with `slipway stack:build`",
@@ -203,12 +206,20 @@ pub async fn run(
                 apps_domain: config.apps_domain.clone(),
                 release_timeout: config.release_timeout,
                 notifier,
+                swarm: swarm.clone(),
+                registry: config.registry.clone(),
             },
         )?,
         builds: BuildQueue::new(config.build_concurrency),
-        runs: Runs::new(engine.clone(), instance_id(&master_key)),
+        runs: Runs::new(
+            engine.clone(),
+            swarm.clone(),
+            logs.clone(),
+            instance_id(&master_key),
+        ),
         addons: Addons::new(
             engine.clone(),
+            swarm.clone(),
             &master_key,
             AddonsConfig {
                 images: AddonImages {
@@ -231,6 +242,7 @@ pub async fn run(
         series: timeseries::TimeSeries::new(config.metrics_bucket),
         started: std::time::Instant::now(),
         leadership,
+        swarm,
         store,
         signer,
         config,
@@ -358,6 +370,26 @@ pub async fn run(
     tasks.shutdown().await;
     platform.logs.flush().await;
     Ok(())
+}
+
+/// The swarm apps run on with `--runtime swarm`, once the engine is known to manage one;
+/// `None` with `--runtime docker`.
+async fn swarm_runtime(
+    docker: &Arc<DockerEngine>,
+    runtime: Runtime,
+) -> anyhow::Result<Option<Arc<dyn Swarm>>> {
+    if runtime == Runtime::Docker {
+        return Ok(None);
+    }
+    match docker.swarm_status().await? {
+        Some(status) if status.manager => Ok(Some(docker.clone())),
+        Some(_) => anyhow::bail!(
+            "--runtime swarm needs a swarm manager, and this Docker engine is a worker: run the server on a manager node, or promote this one with `docker node promote`"
+        ),
+        None => anyhow::bail!(
+            "--runtime swarm needs this Docker engine to be a swarm manager: run `docker swarm init --advertise-addr <ip>`, or join a swarm as a manager"
+        ),
+    }
 }
 
 /// On first start with an empty store: user `admin` and a token in `<data-dir>/admin.token`.

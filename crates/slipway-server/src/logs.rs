@@ -11,10 +11,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures_util::StreamExt;
-use slipway_engine::ContainerEngine;
+use futures_util::stream::BoxStream;
+use slipway_engine::{ContainerEngine, EngineError, OutputChunk};
 use slipway_types::AppName;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use slipway_types::api::LogSource;
@@ -59,7 +61,7 @@ pub struct LogHub {
     dir: PathBuf,
     keep_lines: usize,
     apps: Mutex<HashMap<AppName, Arc<AppLog>>>,
-    /// Containers whose output is being followed, so a second `follow_container` is a no-op.
+    /// Outputs being followed (containers by id), so following one again is a no-op.
     following: Mutex<HashSet<String>>,
     files: Files,
     /// The app's log drains, offered every line.
@@ -197,19 +199,34 @@ impl LogHub {
         container_id: String,
         since: Option<i64>,
     ) {
-        if !lock(&self.following).insert(container_id.clone()) {
-            return;
+        let id = container_id.clone();
+        self.follow_output(app, dyno, container_id, move || engine.output(&id, since));
+    }
+
+    /// Sends what `open` returns into the app's log as `app[<dyno>]` lines until it ends:
+    /// output that is not one local container's, like a Swarm service's. `key` names the
+    /// output; following a key that is already followed does nothing (and does not call
+    /// `open`). Returns the follower, which ends with the output, unless it was followed.
+    pub fn follow_output(
+        self: &Arc<Self>,
+        app: AppName,
+        dyno: String,
+        key: String,
+        open: impl FnOnce() -> BoxStream<'static, Result<OutputChunk, EngineError>> + Send + 'static,
+    ) -> Option<JoinHandle<()>> {
+        if !lock(&self.following).insert(key.clone()) {
+            return None;
         }
         let following = Following {
             hub: Arc::clone(self),
-            container_id,
+            key,
         };
         // The log as it is now: if the app is destroyed meanwhile, its lines go nowhere.
         let log = self.app_log(&app);
-        tokio::spawn(async move {
+        Some(tokio::spawn(async move {
             let hub = &following.hub;
             let push = |text| hub.push_to(&app, &log, line_now(LogSource::App, &dyno, text));
-            let mut output = engine.output(&following.container_id, since);
+            let mut output = open();
             let mut splitter = LineSplitter::default();
             while let Some(chunk) = output.next().await {
                 match chunk {
@@ -223,13 +240,13 @@ impl LogHub {
                         }
                     }
                     Err(error) => {
-                        tracing::debug!(%app, %dyno, %error, "following container output stopped");
+                        tracing::debug!(%app, %dyno, %error, "following output stopped");
                         break;
                     }
                 }
             }
             splitter.finish().into_iter().all(push);
-        });
+        }))
     }
 
     /// Deletes the app's log, in memory and on disk, and closes its followers' feeds: for a
@@ -307,15 +324,16 @@ impl LogHub {
     }
 }
 
-/// Marks a container as no longer followed when its follower ends, however it ends.
+/// Marks an output (a container's, by its id) as no longer followed when its follower ends,
+/// however it ends.
 struct Following {
     hub: Arc<LogHub>,
-    container_id: String,
+    key: String,
 }
 
 impl Drop for Following {
     fn drop(&mut self) {
-        lock(&self.hub.following).remove(&self.container_id);
+        lock(&self.hub.following).remove(&self.key);
     }
 }
 

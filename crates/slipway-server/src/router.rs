@@ -22,7 +22,7 @@ use crate::app::AppState;
 use crate::auth::{Caller, authenticate, bearer, refusal};
 use crate::controllers::{
     access, addons, admin, alerts, apps, buildpacks, builds, canary, certs, config, domains,
-    drains, formation, git, health, keys, logs, maintenance, metrics, openapi, pipelines,
+    drains, formation, git, health, keys, logs, maintenance, metrics, nodes, openapi, pipelines,
     ratelimit, releases, runs, sessions, tokens, webhooks, whoami,
 };
 use crate::dashboard;
@@ -707,6 +707,27 @@ pub fn routes() -> Vec<Route> {
         ),
         route(
             M::GET,
+            "/v1/admin/nodes",
+            Admin,
+            "The swarm's nodes with this installation's tasks on each (--runtime swarm)",
+            nodes::list,
+        ),
+        route(
+            M::POST,
+            "/v1/admin/nodes/{node}/drain",
+            Admin,
+            "Move every task off a swarm node, by id or hostname",
+            nodes::drain,
+        ),
+        route(
+            M::POST,
+            "/v1/admin/nodes/{node}/activate",
+            Admin,
+            "Let a drained swarm node take tasks again",
+            nodes::activate,
+        ),
+        route(
+            M::GET,
             "/login",
             Public,
             "Dashboard: the sign-in form",
@@ -982,34 +1003,20 @@ pub fn build(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// On a follower, refuses requests that change something (all but reads, git fetches and
-/// logging in or out): they may deploy, and only the leader deploys. The error names the
-/// leader's API.
+/// On a follower, has the leader carry out every change (see `forward`): only the leader
+/// deploys. This runs before authentication, so the leader alone checks and audits the
+/// request, once.
 async fn changes_on_the_leader(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
-    let reads = matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    );
-    let harmless = ["/login", "/logout", "/git-upload-pack"]
-        .iter()
-        .any(|end| request.uri().path().ends_with(end));
-    if reads || harmless || state.leadership.is_leader() {
+    if state.leadership.is_leader()
+        || !crate::forward::for_the_leader(request.method(), request.uri().path())
+    {
         return next.run(request).await;
     }
-    let leader = match state.leadership.leader_url(&state.store).await {
-        Some(url) => format!("send it to the leader at {url}"),
-        None => "no server leads right now: retry in a few seconds".to_owned(),
-    };
-    ApiError::with_code(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "not_leader",
-        format!("this server is a follower and does not make changes: {leader}"),
-    )
-    .into_response()
+    state.leadership.forward(&state.store, request).await
 }
 
 tokio::task_local! {

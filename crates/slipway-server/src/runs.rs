@@ -1,18 +1,28 @@
 //! One-off processes (`slipway run`): a container from the app's current release that runs
 //! one command, attached to a client or in the background, and is removed once it exits.
 //! The reconciler only manages `role=process` containers, so these are cleaned up here.
+//!
+//! With `--runtime swarm` a detached run is a Swarm job (see [`jobs`]), placed on any node.
+//! An attached run stays a container on this node, on the app's overlay network: Swarm cannot
+//! close a task's stdin (a service's container has no `StdinOnce`), so a job would never see
+//! the end of what is piped into `slipway run`.
+
+mod jobs;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{Stream, StreamExt};
-use slipway_engine::{Attached, ContainerEngine, ContainerState, EngineError, OutputChunk};
-use slipway_types::api::RunInfo;
+use slipway_engine::{Attached, ContainerEngine, EngineError, OutputChunk, Swarm};
+use slipway_types::api::{ProcessInfo, ProcessState, RunInfo};
 use slipway_types::{AppName, ContainerSpec, labels};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, MutexGuard, mpsc};
+use tokio::task::JoinHandle;
 
 use crate::deployer::network_name;
+use crate::logs::LogHub;
 
 /// Value of the role label of one-off containers.
 const ROLE: &str = "run";
@@ -21,11 +31,19 @@ const ROLE: &str = "run";
 /// lost every attached client, so it removes those runs and lets detached ones finish.
 const MODE_LABEL: &str = "slipway.run";
 
+/// Docker's label on a Swarm task's container: a detached run's under `--runtime swarm`,
+/// which its service owns.
+const SWARM_TASK_LABEL: &str = "com.docker.swarm.task.id";
+
 /// Memory limit of a one-off container.
 const RUN_MEMORY: i64 = 512 * 1024 * 1024;
 
 /// What a terminal sends when ^D is typed: end of file for a program reading a TTY.
 const END_OF_TRANSMISSION: u8 = 0x04;
+
+/// How long a detached run's last output may take to reach the app's log once it exited,
+/// before its container or service is removed.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 
 /// What to run, and with what: the release's image and config.
 #[derive(Debug, Clone)]
@@ -88,35 +106,51 @@ impl Mode {
     }
 }
 
-/// Starts one-off containers and removes them when they are done.
+/// Starts one-off processes and removes them when they are done.
 pub struct Runs {
     engine: Arc<dyn ContainerEngine>,
+    /// With `--runtime swarm`: detached runs are jobs, and app networks are overlays.
+    swarm: Option<Arc<dyn Swarm>>,
+    /// Where detached runs' output goes, as `app[run.N]` lines.
+    logs: Arc<LogHub>,
     /// This installation's id: servers sharing a Docker engine leave each other's runs alone.
     instance: String,
-    /// Held while a run picks its number and creates its container, so two runs of an app
-    /// never take the same `run.<n>`.
+    /// Held while a run picks its number and creates its container or service, so two runs
+    /// of an app never take the same `run.<n>`.
     numbering: Mutex<()>,
 }
 
 impl Runs {
-    pub fn new(engine: Arc<dyn ContainerEngine>, instance: String) -> Self {
+    pub fn new(
+        engine: Arc<dyn ContainerEngine>,
+        swarm: Option<Arc<dyn Swarm>>,
+        logs: Arc<LogHub>,
+        instance: String,
+    ) -> Self {
         Self {
             engine,
+            swarm,
+            logs,
             instance,
             numbering: Mutex::new(()),
         }
     }
 
-    /// Starts the process in the background; a task removes its container once it exits.
+    /// Starts the process in the background, its output going to the app's log; a task
+    /// removes it once it exits.
     pub async fn start_detached(&self, request: &RunRequest) -> Result<RunInfo, EngineError> {
-        let (info, container) = self.create(request, Mode::Detached).await?;
-        if let Err(error) = self.engine.start(&info.id).await {
-            container.remove().await;
-            return Err(error);
-        }
-        tracing::info!(app = %request.app, dyno = %info.dyno, release = %info.release, "started a detached run");
-        tokio::spawn(container.remove_after_exit());
-        Ok(info)
+        let (_numbering, number, spec) = self.prepare(request, Mode::Detached).await?;
+        let dyno = format!("run.{number}");
+        let id = match &self.swarm {
+            Some(swarm) => jobs::start(swarm, &self.logs, &request.app, &dyno, spec).await?,
+            None => self.start_container(&request.app, &dyno, &spec).await?,
+        };
+        tracing::info!(app = %request.app, %dyno, release = %request.release, "started a detached run");
+        Ok(RunInfo {
+            dyno,
+            id,
+            release: request.release.clone(),
+        })
     }
 
     /// Runs the process with the client's frames as its stdin and sends its output, then its
@@ -128,7 +162,16 @@ impl Runs {
         from_client: impl Stream<Item = FromClient>,
         to_client: mpsc::Sender<ToClient>,
     ) -> Result<(), EngineError> {
-        let (info, container) = self.create(request, Mode::Attached).await?;
+        let (info, container) = {
+            let (_numbering, number, spec) = self.prepare(request, Mode::Attached).await?;
+            let id = self.engine.create_container(&spec).await?;
+            let info = RunInfo {
+                dyno: format!("run.{number}"),
+                id: id.clone(),
+                release: request.release.clone(),
+            };
+            (info, RunContainer::new(self.engine.clone(), id))
+        };
         tracing::info!(app = %request.app, dyno = %info.dyno, release = %info.release, "starting an attached run");
         let outcome = self
             .session(&info.id, request.tty.as_ref(), from_client, &to_client)
@@ -147,7 +190,7 @@ impl Runs {
     }
 
     /// At server start: removes attached runs (their clients left with the old server) and
-    /// finished ones, and removes running detached ones once they exit.
+    /// finished ones, and follows running detached ones until they exit, then removes them.
     pub async fn adopt(&self) -> Result<(), EngineError> {
         let runs = self
             .engine
@@ -157,16 +200,49 @@ impl Runs {
             ])
             .await?;
         for run in runs {
+            if run.labels.contains_key(SWARM_TASK_LABEL) {
+                continue;
+            }
             let detached =
                 run.labels.get(MODE_LABEL).map(String::as_str) == Some(Mode::Detached.label());
-            let container = RunContainer::new(self.engine.clone(), run.id);
-            if detached && run.running {
-                tokio::spawn(container.remove_after_exit());
-            } else {
-                container.remove().await;
+            let container = RunContainer::new(self.engine.clone(), run.id.clone());
+            let app = run.labels.get(labels::APP).and_then(|app| app.parse().ok());
+            match (detached && run.running, app) {
+                (true, Some(app)) => {
+                    let follower = self.follow(&app, &dyno_of(&run.labels), &run.id, Some(now()));
+                    tokio::spawn(container.remove_after_exit(follower));
+                }
+                _ => container.remove().await,
             }
         }
+        if let Some(swarm) = &self.swarm {
+            jobs::adopt(swarm, &self.logs, &self.instance).await?;
+        }
         Ok(())
+    }
+
+    /// The app's one-off processes that are running, for `ps`.
+    pub async fn processes(&self, app: &AppName) -> Result<Vec<ProcessInfo>, EngineError> {
+        let mut processes: Vec<ProcessInfo> = self
+            .run_containers(app)
+            .await?
+            .into_iter()
+            .filter(|run| run.running && !run.labels.contains_key(SWARM_TASK_LABEL))
+            .map(|run| ProcessInfo {
+                dyno: dyno_of(&run.labels),
+                release: run.labels.get(labels::RELEASE).cloned().unwrap_or_default(),
+                state: ProcessState::Up,
+                started_at: run.started_at,
+                exit_code: None,
+                restarts: 0,
+                canary: false,
+            })
+            .collect();
+        if let Some(swarm) = &self.swarm {
+            processes.extend(jobs::processes(swarm.as_ref(), app, &self.instance).await?);
+        }
+        processes.sort_by(|a, b| a.dyno.cmp(&b.dyno));
+        Ok(processes)
     }
 
     /// `Some(exit code)`, or `None` when the client left first.
@@ -241,33 +317,87 @@ impl Runs {
         }
     }
 
-    async fn create(
+    /// The run's container spec, with the app's network in place and the next number taken:
+    /// the guard holds the number until the run's container or service exists.
+    async fn prepare(
         &self,
         request: &RunRequest,
         mode: Mode,
-    ) -> Result<(RunInfo, RunContainer), EngineError> {
+    ) -> Result<(MutexGuard<'_, ()>, u32, ContainerSpec), EngineError> {
         let app_labels = self.app_labels(&request.app);
+        let network = network_name(&request.app);
+        match &self.swarm {
+            Some(swarm) => swarm.ensure_overlay_network(&network, &app_labels).await?,
+            None => self.engine.ensure_network(&network, &app_labels).await?,
+        }
+        let numbering = self.numbering.lock().await;
+        let mut taken: Vec<BTreeMap<String, String>> = self
+            .run_containers(&request.app)
+            .await?
+            .into_iter()
+            .map(|run| run.labels)
+            .collect();
+        if let Some(swarm) = &self.swarm {
+            taken.extend(
+                jobs::services(swarm.as_ref(), Some(&request.app), &self.instance)
+                    .await?
+                    .into_iter()
+                    .map(|service| service.labels),
+            );
+        }
+        let number = next_number(&taken);
+        Ok((
+            numbering,
+            number,
+            run_spec(request, number, mode, app_labels),
+        ))
+    }
+
+    /// The app's run containers on this engine, a Swarm job's included.
+    async fn run_containers(
+        &self,
+        app: &AppName,
+    ) -> Result<Vec<slipway_engine::ContainerState>, EngineError> {
         self.engine
-            .ensure_network(&network_name(&request.app), &app_labels)
-            .await?;
-        let _numbering = self.numbering.lock().await;
-        let existing = self
-            .engine
             .list_containers(&[
-                (labels::APP, request.app.as_str()),
+                (labels::APP, app.as_str()),
                 (labels::INSTANCE, self.instance.as_str()),
                 (labels::ROLE, ROLE),
             ])
-            .await?;
-        let number = next_number(&existing);
-        let spec = run_spec(request, number, mode, app_labels);
-        let id = self.engine.create_container(&spec).await?;
-        let info = RunInfo {
-            dyno: format!("run.{number}"),
-            id: id.clone(),
-            release: request.release.clone(),
-        };
-        Ok((info, RunContainer::new(self.engine.clone(), id)))
+            .await
+    }
+
+    async fn start_container(
+        &self,
+        app: &AppName,
+        dyno: &str,
+        spec: &ContainerSpec,
+    ) -> Result<String, EngineError> {
+        let id = self.engine.create_container(spec).await?;
+        let container = RunContainer::new(self.engine.clone(), id.clone());
+        if let Err(error) = self.engine.start(&id).await {
+            container.remove().await;
+            return Err(error);
+        }
+        let follower = self.follow(app, dyno, &id, None);
+        tokio::spawn(container.remove_after_exit(follower));
+        Ok(id)
+    }
+
+    /// Sends a detached run's output to the app's log, from `since` (unix seconds).
+    fn follow(
+        &self,
+        app: &AppName,
+        dyno: &str,
+        id: &str,
+        since: Option<i64>,
+    ) -> Option<JoinHandle<()>> {
+        let engine = self.engine.clone();
+        let container = id.to_owned();
+        self.logs
+            .follow_output(app.clone(), dyno.to_owned(), id.to_owned(), move || {
+                engine.output(&container, since)
+            })
     }
 }
 
@@ -312,14 +442,30 @@ fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
-/// One more than the highest `run.<n>` of the app's run containers still around.
-fn next_number(existing: &[ContainerState]) -> u32 {
+/// One more than the highest `run.<n>` among the labels of the app's runs still around.
+fn next_number(existing: &[BTreeMap<String, String>]) -> u32 {
     existing
         .iter()
-        .filter_map(|run| run.labels.get(labels::INDEX)?.parse::<u32>().ok())
+        .filter_map(|labels| labels.get(labels::INDEX)?.parse::<u32>().ok())
         .max()
         .unwrap_or(0)
         + 1
+}
+
+/// `run.<n>`, from a run's labels.
+fn dyno_of(run_labels: &BTreeMap<String, String>) -> String {
+    let number = run_labels.get(labels::INDEX).map_or("0", String::as_str);
+    format!("run.{number}")
+}
+
+/// Unix seconds: an adopted run's output is followed from here, as the server before this
+/// one logged what came earlier.
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        })
 }
 
 /// `app_labels` name the app and this installation.
@@ -392,11 +538,16 @@ impl RunContainer {
         }
     }
 
-    async fn remove_after_exit(self) {
+    /// Waits for the container to exit and for `follower` to log its last output (for a
+    /// while), then removes it.
+    async fn remove_after_exit(self, follower: Option<JoinHandle<()>>) {
         if let Some(id) = &self.id
             && let Err(error) = self.engine.wait(id).await
         {
             tracing::warn!(%error, container = %id, "waiting for a detached run failed; removing it");
+        }
+        if let Some(follower) = follower {
+            tokio::time::timeout(OUTPUT_GRACE, follower).await.ok();
         }
         self.remove().await;
     }
@@ -419,273 +570,4 @@ async fn remove(engine: &dyn ContainerEngine, id: &str) {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use slipway_engine::{Call, FakeEngine, OutputStream};
-
-    use super::*;
-
-    const IMAGE: &str = "slipway/hello:1.2.0";
-
-    fn request(command: &[&str]) -> RunRequest {
-        RunRequest {
-            app: "hello".parse().expect("app name"),
-            release: "1.2.0".into(),
-            image: IMAGE.into(),
-            config: BTreeMap::from([("GREETING".into(), "hi".into())]),
-            command: command.iter().map(|word| (*word).to_owned()).collect(),
-            tty: None,
-            launch: Launch::Release,
-        }
-    }
-
-    const INSTANCE: &str = "0123456789abcdef";
-
-    fn runs_of(engine: &Arc<FakeEngine>) -> Runs {
-        Runs::new(engine.clone(), INSTANCE.to_owned())
-    }
-
-    fn labels_of(app: &str) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (labels::APP.to_owned(), app.to_owned()),
-            (labels::INSTANCE.to_owned(), INSTANCE.to_owned()),
-        ])
-    }
-
-    fn engine() -> Arc<FakeEngine> {
-        let engine = Arc::new(FakeEngine::new());
-        engine.add_image(IMAGE);
-        engine
-    }
-
-    async fn run_containers(engine: &FakeEngine) -> Vec<ContainerState> {
-        engine
-            .list_containers(&[(labels::ROLE, ROLE)])
-            .await
-            .expect("lists")
-    }
-
-    #[test]
-    fn words_are_quoted_for_the_launcher_and_one_word_is_a_command_line() {
-        let words = |words: &[&str]| words.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
-        assert_eq!(
-            command_line(&words(&["sh", "-c", "echo out; echo 'err' >&2", ""])),
-            r#"sh -c 'echo out; echo '\''err'\'' >&2' ''"#
-        );
-        assert_eq!(
-            command_line(&words(&["printenv", "DYNO", "a=b/c:1"])),
-            "printenv DYNO a=b/c:1"
-        );
-        assert_eq!(
-            command_line(&words(&["rake db:migrate && echo ok"])),
-            "rake db:migrate && echo ok"
-        );
-    }
-
-    #[test]
-    fn empty_commands_and_nul_bytes_are_refused() {
-        assert!(check_command(&[]).unwrap_err().contains("no command given"));
-        let error = check_command(&["a\0b".to_owned()]).unwrap_err();
-        assert!(error.contains(r"`a\u{0}b`"), "{error}");
-        assert!(check_command(&["true".to_owned()]).is_ok());
-    }
-
-    #[test]
-    fn the_container_runs_the_release_with_its_config_as_the_app_user() {
-        let mut request = request(&["printenv", "DYNO"]);
-        request.tty = Some(Terminal {
-            term: Some("xterm-256color".into()),
-            size: Some((24, 80)),
-        });
-        let spec = run_spec(&request, 3, Mode::Attached, labels_of("hello"));
-        assert_eq!(spec.name, "slipway-hello-run-3");
-        assert_eq!(spec.image, IMAGE);
-        assert_eq!(spec.cmd, slipway_builder::launch_command("printenv DYNO"));
-        let env: Vec<(&str, &str)> = spec
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        assert_eq!(
-            env,
-            [
-                ("DYNO", "run.3"),
-                ("GREETING", "hi"),
-                ("HOME", "/app"),
-                ("SLIPWAY_APP", "hello"),
-                ("SLIPWAY_RELEASE", "1.2.0"),
-                ("TERM", "xterm-256color"),
-            ]
-        );
-        assert_eq!(spec.labels[labels::APP], "hello");
-        assert_eq!(spec.labels[labels::INSTANCE], INSTANCE);
-        assert_eq!(spec.labels[labels::ROLE], "run");
-        assert_eq!(spec.labels[labels::PROCESS], "run");
-        assert_eq!(spec.labels[labels::INDEX], "3");
-        assert_eq!(spec.labels[labels::RELEASE], "1.2.0");
-        assert_eq!(spec.network.as_deref(), Some("slipway-hello"));
-        assert_eq!(spec.user.as_deref(), Some("app"));
-        assert_eq!(spec.working_dir.as_deref(), Some("/app"));
-        assert_eq!(spec.memory_bytes, Some(512 * 1024 * 1024));
-        assert!(spec.tty && spec.stdin_open);
-
-        let detached = run_spec(
-            &self::request(&["true"]),
-            1,
-            Mode::Detached,
-            labels_of("hello"),
-        );
-        assert!(!detached.tty && !detached.stdin_open);
-        assert!(!detached.env.contains_key("TERM"));
-    }
-
-    #[test]
-    fn a_direct_run_passes_its_words_as_they_are_as_the_images_user() {
-        let request = RunRequest {
-            image: "slipway/postgres:17".into(),
-            launch: Launch::Direct,
-            ..self::request(&["psql", "-c", "select 1"])
-        };
-        let spec = run_spec(&request, 2, Mode::Attached, labels_of("hello"));
-        assert_eq!(spec.cmd, ["psql", "-c", "select 1"]);
-        assert_eq!(spec.image, "slipway/postgres:17");
-        assert_eq!((spec.user, spec.working_dir), (None, None));
-        assert!(!spec.env.contains_key("HOME"));
-        assert_eq!(spec.env["DYNO"], "run.2");
-        assert_eq!(spec.labels[labels::ROLE], "run");
-        assert_eq!(spec.network.as_deref(), Some("slipway-hello"));
-    }
-
-    #[tokio::test]
-    async fn an_attached_run_echoes_stdin_reports_its_exit_and_is_removed() {
-        let engine = engine();
-        let runs = runs_of(&engine);
-        let (to_client, mut received) = mpsc::channel(16);
-        let frames =
-            futures_util::stream::iter([FromClient::Stdin(b"hello\n".to_vec()), FromClient::Eof])
-                // The client stays connected until the process has exited.
-                .chain(futures_util::stream::pending());
-
-        runs.attached(&request(&["cat"]), frames, to_client)
-            .await
-            .expect("runs");
-
-        let mut events = Vec::new();
-        while let Some(event) = received.recv().await {
-            events.push(event);
-        }
-        assert_eq!(
-            events,
-            [
-                ToClient::Output(OutputChunk {
-                    stream: OutputStream::Stdout,
-                    bytes: "hello\n".into(),
-                }),
-                ToClient::Exited(0),
-            ]
-        );
-        assert!(run_containers(&engine).await.is_empty());
-        let spec = &engine.created_specs()[0];
-        assert_eq!(spec.env["DYNO"], "run.1");
-        assert!(engine.networks().contains(&"slipway-hello".to_owned()));
-    }
-
-    #[tokio::test]
-    async fn a_client_that_leaves_ends_the_run() {
-        let engine = engine();
-        let runs = runs_of(&engine);
-        let (to_client, _received) = mpsc::channel(16);
-        let mut request = request(&["bash"]);
-        request.tty = Some(Terminal {
-            term: None,
-            size: Some((40, 120)),
-        });
-
-        runs.attached(&request, futures_util::stream::empty(), to_client)
-            .await
-            .expect("runs");
-
-        assert!(run_containers(&engine).await.is_empty());
-        assert!(engine.calls().iter().any(|call| matches!(
-            call,
-            Call::ResizeTty {
-                rows: 40,
-                cols: 120,
-                ..
-            }
-        )));
-    }
-
-    #[tokio::test]
-    async fn detached_runs_take_the_next_number_and_are_removed_after_they_exit() {
-        let engine = engine();
-        let runs = runs_of(&engine);
-        let first = runs
-            .start_detached(&request(&["sleep", "100"]))
-            .await
-            .expect("starts");
-        let second = runs
-            .start_detached(&request(&["sleep", "100"]))
-            .await
-            .expect("starts");
-        assert_eq!(
-            (first.dyno.as_str(), second.dyno.as_str()),
-            ("run.1", "run.2")
-        );
-        assert_eq!(first.release, "1.2.0");
-        assert!(engine.inspect(&first.id).await.expect("inspects").running);
-
-        engine.set_exit_code(&first.id, 0);
-        engine.set_exit_code(&second.id, 1);
-        for attempt in 0.. {
-            if run_containers(&engine).await.is_empty() {
-                break;
-            }
-            assert!(attempt < 100, "runs were not removed after they exited");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    #[tokio::test]
-    async fn adopt_removes_its_attached_and_finished_runs_and_waits_for_detached_ones() {
-        let engine = engine();
-        let runs = runs_of(&engine);
-        let detached = runs
-            .start_detached(&request(&["sleep", "100"]))
-            .await
-            .expect("starts");
-        // An attached run a server that stopped abruptly left behind.
-        let orphan = engine
-            .create_container(&run_spec(
-                &request(&["bash"]),
-                7,
-                Mode::Attached,
-                labels_of("hello"),
-            ))
-            .await
-            .expect("creates");
-        engine.start(&orphan).await.expect("starts");
-        // Another installation's run on the same engine.
-        let mut foreign_labels = labels_of("hello");
-        foreign_labels.insert(labels::INSTANCE.to_owned(), "fedcba9876543210".to_owned());
-        let foreign = engine
-            .create_container(&ContainerSpec {
-                name: "someone-elses-run".into(),
-                ..run_spec(&request(&["bash"]), 1, Mode::Attached, foreign_labels)
-            })
-            .await
-            .expect("creates");
-
-        runs_of(&engine).adopt().await.expect("adopts");
-        let mut left: Vec<String> = run_containers(&engine)
-            .await
-            .into_iter()
-            .map(|run| run.id)
-            .collect();
-        left.sort();
-        let mut expected = vec![detached.id, foreign];
-        expected.sort();
-        assert_eq!(left, expected);
-    }
-}
+mod tests;

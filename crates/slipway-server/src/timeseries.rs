@@ -8,7 +8,7 @@
 //! container's CPU time. History lives in the store, pruned to a day of short buckets and 30
 //! days of long ones, so a restart keeps it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -349,10 +349,7 @@ impl Collector {
         };
         let mut usage = Vec::new();
         for container in containers.iter().filter(|c| c.running) {
-            let (Some(process), Some(index)) = (
-                container.labels.get(labels::PROCESS),
-                container.labels.get(labels::INDEX),
-            ) else {
+            let Some(dyno) = dyno_of(&container.labels) else {
                 continue;
             };
             let Ok(stats) = engine.stats(&container.id).await else {
@@ -375,7 +372,7 @@ impl Collector {
                 .insert(container.id.clone(), (stats.cpu_total_ns, now));
             seen.push(container.id.clone());
             usage.push(ProcessUsage {
-                dyno: format!("{process}.{index}"),
+                dyno,
                 cpu_percent,
                 memory_bytes: stats.memory_bytes,
                 memory_limit_bytes: stats.memory_limit_bytes,
@@ -384,6 +381,25 @@ impl Collector {
         usage.sort_by(|a, b| a.dyno.cmp(&b.dyno));
         usage
     }
+}
+
+/// Swarm names a task's container after the task: `<service>.<slot>.<task id>`.
+const SWARM_TASK_NAME: &str = "com.docker.swarm.task.name";
+
+/// The dyno a process container is, `web.2`: its index label under `--runtime docker`, the
+/// slot in its task's name under `--runtime swarm` (a service gives every task the same
+/// labels, so none can carry the slot).
+fn dyno_of(container_labels: &BTreeMap<String, String>) -> Option<String> {
+    let process = container_labels.get(labels::PROCESS)?;
+    let index = match container_labels.get(labels::INDEX) {
+        Some(index) => index.as_str(),
+        None => {
+            let (service_and_slot, _task) =
+                container_labels.get(SWARM_TASK_NAME)?.rsplit_once('.')?;
+            service_and_slot.rsplit_once('.')?.1
+        }
+    };
+    Some(format!("{process}.{index}"))
 }
 
 /// CPU time used over a wall-clock span, in percent of one core.
@@ -495,6 +511,39 @@ mod tests {
 
         let restarted = traffic_delta(&before, &now);
         assert_eq!(restarted, before, "totals that went backwards count whole");
+    }
+
+    #[test]
+    fn a_dyno_is_its_index_or_its_swarm_tasks_slot() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            dyno_of(&labels(&[(labels::PROCESS, "web"), (labels::INDEX, "3")])).as_deref(),
+            Some("web.3")
+        );
+        assert_eq!(
+            dyno_of(&labels(&[
+                (labels::PROCESS, "web"),
+                (
+                    SWARM_TASK_NAME,
+                    "slipway-hello-web.2.k3v9x0q1m2n3b4c5d6e7f8g9h"
+                ),
+            ]))
+            .as_deref(),
+            Some("web.2")
+        );
+        assert_eq!(dyno_of(&labels(&[(labels::PROCESS, "web")])), None);
+        assert_eq!(
+            dyno_of(&labels(&[
+                (labels::PROCESS, "web"),
+                (SWARM_TASK_NAME, "odd")
+            ])),
+            None
+        );
     }
 
     #[test]

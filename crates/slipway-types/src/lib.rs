@@ -10,6 +10,7 @@ pub mod domain;
 pub mod drains;
 pub mod metrics;
 pub mod names;
+pub mod nodes;
 pub mod pipeline;
 pub mod procfile;
 pub mod route;

@@ -1,10 +1,11 @@
 //! Add-ons on the real Docker engine with the images `slipway stack:build` makes. They need
 //! /var/run/docker.sock, `slipway/postgres:17` and `slipway/redis:8`, and fail when any is
-//! missing.
+//! missing; the `swarm` ones also need the engine to be a swarm manager.
 
 mod isolation;
 mod postgres;
 mod redis;
+mod swarm;
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
 use slipway_addons::{AddonImages, AddonInstance, AddonKind, Provisioner};
-use slipway_engine::{ContainerEngine, DockerEngine, OutputStream};
+use slipway_engine::{ContainerEngine, DockerEngine, OutputStream, Swarm};
 use slipway_types::{AppName, ContainerSpec, labels};
 
 /// How long a client container in a test may run.
@@ -45,6 +46,24 @@ impl Fixture {
         F: FnOnce(Arc<Fixture>) -> Fut,
         Fut: Future<Output = ()>,
     {
+        Self::run_on(false, test).await;
+    }
+
+    /// Like [`Fixture::run`], with a provisioner that runs servers as services of the
+    /// engine's swarm.
+    pub async fn run_on_swarm<F, Fut>(test: F)
+    where
+        F: FnOnce(Arc<Fixture>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        Self::run_on(true, test).await;
+    }
+
+    async fn run_on<F, Fut>(swarm: bool, test: F)
+    where
+        F: FnOnce(Arc<Fixture>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
         let engine = Arc::new(DockerEngine::connect().await.expect(
             "the Docker engine at /var/run/docker.sock is needed by the add-on integration tests",
         ));
@@ -63,10 +82,22 @@ impl Fixture {
                  `cargo run -p slipway -- stack:build` (as root)"
             );
         }
-        let provisioner = Provisioner::new(
+        let mut provisioner = Provisioner::new(
             Arc::clone(&engine) as Arc<dyn ContainerEngine>,
             images.clone(),
         );
+        if swarm {
+            let status = engine
+                .swarm_status()
+                .await
+                .expect("asking for the swarm status");
+            assert!(
+                status.is_some_and(|status| status.manager),
+                "the swarm add-on tests need the Docker engine to be a swarm manager: run \
+                 `docker swarm init --advertise-addr 127.0.0.1`"
+            );
+            provisioner = provisioner.with_swarm(Arc::clone(&engine) as Arc<dyn Swarm>);
+        }
         let fixture = Arc::new(Fixture {
             engine,
             provisioner,
@@ -189,8 +220,15 @@ impl Fixture {
         }
         let networks = std::mem::take(&mut *self.networks.lock().expect("lock"));
         for network in networks {
-            if let Err(error) = self.engine.remove_network(&network).await {
-                eprintln!("clean-up: removing network {network}: {error}");
+            // An overlay keeps its load balancer endpoint a moment after its last task left.
+            for attempt in 1..=10 {
+                match self.engine.remove_network(&network).await {
+                    Ok(()) => break,
+                    Err(error) if attempt == 10 => {
+                        eprintln!("clean-up: removing network {network}: {error}");
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
             }
         }
     }

@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt;
-use slipway_engine::{ContainerEngine, ContainerId, DockerEngine, ImageConfig, OutputStream};
+use slipway_engine::{
+    ContainerEngine, ContainerId, DockerEngine, ImageConfig, OutputStream, Swarm,
+};
 use slipway_types::ContainerSpec;
 
 const BUSYBOX: &str = "/bin/busybox";
@@ -23,6 +25,9 @@ const APPLETS: &[&str] = &[
 /// How long a test waits for a short-lived container's output to end.
 const OUTPUT_DEADLINE: Duration = Duration::from_secs(60);
 
+/// How many times clean-up tries to remove a network, a second apart.
+const NETWORK_REMOVAL_ATTEMPTS: u32 = 30;
+
 /// Resources a test created, removed when it is dropped.
 pub struct Scratch {
     pub engine: DockerEngine,
@@ -33,6 +38,7 @@ pub struct Scratch {
 
 #[derive(Default)]
 struct Created {
+    services: Vec<String>,
     containers: Vec<String>,
     images: Vec<String>,
     networks: Vec<String>,
@@ -99,6 +105,10 @@ impl Scratch {
             .unwrap_or_else(|error| panic!("running container `{}`: {error}", spec.name))
     }
 
+    pub fn track_service(&self, name: &str) {
+        self.track(|created| &mut created.services, name);
+    }
+
     pub fn track_container(&self, name: &str) {
         self.track(|created| &mut created.containers, name);
     }
@@ -155,6 +165,9 @@ async fn remove_all(created: Created) {
             return;
         }
     };
+    for name in &created.services {
+        report(name, engine.remove_service(name).await);
+    }
     for name in &created.containers {
         report(name, engine.remove_container(name).await);
     }
@@ -162,10 +175,26 @@ async fn remove_all(created: Created) {
         report(reference, engine.remove_image(reference).await);
     }
     for name in &created.networks {
-        report(name, engine.remove_network(name).await);
+        report(name, remove_network(&engine, name).await);
     }
     for name in &created.volumes {
         report(name, engine.remove_volume(name).await);
+    }
+}
+
+/// A removed service's tasks leave its networks a little later; until then the network is
+/// in use and cannot go.
+async fn remove_network(engine: &DockerEngine, name: &str) -> slipway_engine::Result<()> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match engine.remove_network(name).await {
+            Err(error) if attempts < NETWORK_REMOVAL_ATTEMPTS => {
+                eprintln!("network `{name}` not removed yet: {error}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            result => return result,
+        }
     }
 }
 

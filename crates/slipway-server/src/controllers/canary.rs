@@ -12,6 +12,9 @@ use crate::deployer::DeployError;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 
+/// Why a canary policy is refused under `--runtime swarm`.
+const SWARM_REFUSAL: &str = "canary releases need --runtime docker";
+
 async fn view(state: &AppState, app: &App) -> ApiResult<Json<CanaryView>> {
     Ok(Json(CanaryView {
         policy: state.store.canary_policy(app.id).await?,
@@ -29,6 +32,8 @@ pub async fn show(
 }
 
 /// Sets the policy for the next code release; a canary already running keeps its own.
+/// Refused under `--runtime swarm`, whose rolling updates have no canary, so the policy is
+/// never set only for every later release to fail.
 pub async fn set(
     State(state): State<AppState>,
     caller: Caller,
@@ -36,6 +41,9 @@ pub async fn set(
     ApiJson(policy): ApiJson<CanaryPolicy>,
 ) -> ApiResult<Json<CanaryView>> {
     let app = state.app_for(&caller, &name).await?;
+    if state.swarm.is_some() {
+        return Err(ApiError::conflict(SWARM_REFUSAL));
+    }
     policy.check().map_err(ApiError::invalid)?;
     state.store.set_canary_policy(app.id, &policy).await?;
     let detail = format!("{}%", policy.percent);
@@ -65,16 +73,7 @@ pub async fn promote(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<CanaryView>> {
-    let app = state.app_for(&caller, &name).await?;
-    state
-        .deployer
-        .promote_canary(&app, &caller.user.email)
-        .await
-        .map_err(|error| canary_error(&name, error))?;
-    state
-        .audit(&caller, "canary.promote", app.name.as_str(), None)
-        .await;
-    view(&state, &app).await
+    settle(state, caller, name, Settle::Promote).await
 }
 
 /// Removes the running canary and fails its release; the current release keeps serving.
@@ -83,15 +82,33 @@ pub async fn abort(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<CanaryView>> {
+    settle(state, caller, name, Settle::Abort).await
+}
+
+/// How a running canary is settled before its verdict.
+#[derive(Clone, Copy)]
+enum Settle {
+    Promote,
+    Abort,
+}
+
+async fn settle(
+    state: AppState,
+    caller: Caller,
+    name: String,
+    how: Settle,
+) -> ApiResult<Json<CanaryView>> {
     let app = state.app_for(&caller, &name).await?;
-    state
-        .deployer
-        .abort_canary(&app, &caller.user.email)
-        .await
-        .map_err(|error| canary_error(&name, error))?;
-    state
-        .audit(&caller, "canary.abort", app.name.as_str(), None)
-        .await;
+    let by = &caller.user.email;
+    let (outcome, action) = match how {
+        Settle::Promote => (
+            state.deployer.promote_canary(&app, by).await,
+            "canary.promote",
+        ),
+        Settle::Abort => (state.deployer.abort_canary(&app, by).await, "canary.abort"),
+    };
+    outcome.map_err(|error| canary_error(&name, error))?;
+    state.audit(&caller, action, app.name.as_str(), None).await;
     view(&state, &app).await
 }
 

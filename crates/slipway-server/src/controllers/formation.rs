@@ -35,11 +35,18 @@ async fn view(state: &AppState, app: &App) -> ApiResult<FormationView> {
             size: format_memory(entry.memory_bytes.unwrap_or(DEFAULT_SIZE)),
         })
         .collect();
-    let processes = state
+    let mut processes = state
         .deployer
         .processes(app)
         .await
         .map_err(ApiError::internal)?;
+    processes.extend(
+        state
+            .runs
+            .processes(&app.name)
+            .await
+            .map_err(ApiError::internal)?,
+    );
     Ok(FormationView {
         formation,
         processes,

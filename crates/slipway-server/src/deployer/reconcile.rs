@@ -24,6 +24,9 @@ const LISTEN_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 impl Deployer {
     /// Reconciles every app, then removes containers of apps the store no longer has.
     pub async fn reconcile_all(&self) -> Result<(), DeployError> {
+        if let Some(swarm) = &self.swarm {
+            return self.swarm_reconcile_all(swarm).await;
+        }
         let apps = self.store.apps().await?;
         for app in &apps {
             if let Err(error) = self.reconcile_app(app).await {
@@ -56,6 +59,9 @@ impl Deployer {
     /// nothing. Every server routes, only the leader converges containers; the follower's table
     /// trails the leader's by at most one pass.
     pub async fn follow_routes(&self) -> Result<(), DeployError> {
+        if let Some(swarm) = &self.swarm {
+            return self.swarm_follow_routes(swarm).await;
+        }
         for app in self.store.apps().await? {
             let Some(release) = self.store.current_release(app.id).await? else {
                 self.set_backends(&app.name, Vec::new());
