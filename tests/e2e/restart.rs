@@ -42,28 +42,8 @@ async fn restarts_under_load_drop_no_request() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let report = load.stop().await;
-    println!(
-        "restarts: {} requests during 3 restarts, {} failed, p50 {:?}, p99 {:?}, max {:?}",
-        report.total,
-        report.failures.len(),
-        report.percentile(50.0),
-        report.percentile(99.0),
-        report.percentile(100.0)
-    );
-    assert!(
-        report.total > 100,
-        "the load generator barely ran: {}",
-        report.total
-    );
     // No request may fail: no error answer, and none lost on a connection closed under it.
-    assert!(
-        report.failures.is_empty(),
-        "{} of {} requests failed, first: {:?}\n{}",
-        report.failures.len(),
-        report.total,
-        &report.failures[..report.failures.len().min(5)],
-        server.log_text()
-    );
+    report.assert_none_failed("restarts: during 3 restarts", || server.log_text());
     assert_eq!(
         app_containers(&app),
         containers,

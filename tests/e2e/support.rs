@@ -426,6 +426,32 @@ impl LoadReport {
         let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
         sorted[rank.min(sorted.len() - 1)]
     }
+    /// Prints what the run saw, labelled `what`, and fails unless the load generator really
+    /// ran (over 100 requests) and no request failed; `context` (a server's log, read only on
+    /// failure) follows the first failures.
+    pub fn assert_none_failed(&self, what: &str, context: impl FnOnce() -> String) {
+        println!(
+            "{what}: {} requests, {} failed, p50 {:?}, p99 {:?}, max {:?}",
+            self.total,
+            self.failures.len(),
+            self.percentile(50.0),
+            self.percentile(99.0),
+            self.percentile(100.0)
+        );
+        assert!(
+            self.total > 100,
+            "the load generator barely ran: {}",
+            self.total
+        );
+        assert!(
+            self.failures.is_empty(),
+            "{} of {} requests failed, first: {:?}\n{}",
+            self.failures.len(),
+            self.total,
+            &self.failures[..self.failures.len().min(5)],
+            context()
+        );
+    }
 }
 
 /// Clients hitting an app through the router until stopped: half reuse keep-alive

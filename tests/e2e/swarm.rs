@@ -303,26 +303,7 @@ async fn swarm_pushes_scale_and_roll_without_dropping_requests() {
         assert!(body.starts_with("hello 1.1.0 web."), "{body}");
     }
     let report = load.stop().await;
-    println!(
-        "swarm rolling release and rollback: {} requests, {} failed, p50 {:?}, p99 {:?}",
-        report.total,
-        report.failures.len(),
-        report.percentile(50.0),
-        report.percentile(99.0)
-    );
-    assert!(
-        report.total > 100,
-        "the load generator barely ran: {}",
-        report.total
-    );
-    assert!(
-        report.failures.is_empty(),
-        "{} of {} requests failed, first: {:?}\n{}",
-        report.failures.len(),
-        report.total,
-        &report.failures[..report.failures.len().min(5)],
-        server.log_text()
-    );
+    report.assert_none_failed("swarm rolling release and rollback", || server.log_text());
     assert_eq!(running_tasks(&web), 3);
 
     destroy(&env, &repo, &app).await;
@@ -358,26 +339,9 @@ async fn swarm_restarts_drop_no_request() {
         );
     }
     let report = load.stop().await;
-    println!(
-        "swarm ps:restart x{RESTARTS}: {} requests, {} failed, p50 {:?}, p99 {:?}",
-        report.total,
-        report.failures.len(),
-        report.percentile(50.0),
-        report.percentile(99.0)
-    );
-    assert!(
-        report.total > 100,
-        "the load generator barely ran: {}",
-        report.total
-    );
-    assert!(
-        report.failures.is_empty(),
-        "{} of {} requests failed, first: {:?}\n{}",
-        report.failures.len(),
-        report.total,
-        &report.failures[..report.failures.len().min(5)],
+    report.assert_none_failed(&format!("swarm ps:restart x{RESTARTS}"), || {
         server.log_text()
-    );
+    });
     assert_eq!(running_tasks(&web), 3);
 
     destroy(&env, &repo, &app).await;
