@@ -103,8 +103,6 @@ pub struct Deployer {
     registry: Option<String>,
     /// Digests of the images this process pushed, by registry reference: each is pushed once.
     pushed: swarm::PushedImages,
-    /// Services whose output goes to the log now.
-    followed_services: swarm::FollowedServices,
 }
 
 impl Deployer {
@@ -126,7 +124,6 @@ impl Deployer {
             swarm: config.swarm,
             registry: config.registry,
             pushed: swarm::PushedImages::default(),
-            followed_services: swarm::FollowedServices::default(),
             http: reqwest::Client::builder()
                 .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())

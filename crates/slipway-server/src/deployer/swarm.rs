@@ -10,7 +10,7 @@
 //! traffic), and a process container waits `SLIPWAY_STOP_DELAY` after Swarm's SIGTERM before
 //! passing it on, so the router has stopped sending to a task before it stops listening.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -448,30 +448,12 @@ impl Deployer {
     /// Sends what a service's tasks print to the app's log, once per service at a time.
     pub(super) fn follow_service(&self, swarm: &Arc<dyn Swarm>, app: &AppName, process: &str) {
         let name = process_service_name(app, process);
-        if !lock(&self.followed_services).insert(name.clone()) {
-            return;
-        }
-        let followed = FollowedService {
-            set: self.followed_services.clone(),
-            name,
-        };
         let since = OffsetDateTime::now_utc().unix_timestamp();
-        let mut output = swarm.service_output(&followed.name, Some(since));
-        let logs = self.logs.clone();
-        let app = app.clone();
-        let process = process.to_owned();
-        tokio::spawn(async move {
-            let _followed = followed;
-            let mut lines = Lines::default();
-            while let Some(Ok(chunk)) = output.next().await {
-                for text in lines.feed(&chunk.bytes) {
-                    logs.push(&app, app_line(&process, text));
-                }
-            }
-            if let Some(text) = lines.rest() {
-                logs.push(&app, app_line(&process, text));
-            }
-        });
+        let swarm = swarm.clone();
+        self.logs
+            .follow_output(app.clone(), process.to_owned(), name.clone(), move || {
+                swarm.service_output(&name, Some(since))
+            });
     }
 
     /// A release on Swarm: refuses canaries, runs the release phase as a job, then rolls the
@@ -1369,20 +1351,6 @@ pub(super) type PushedImages = Mutex<HashMap<String, String>>;
 /// Forgets a pushed image whose local name is gone, so a later deploy of it pushes again.
 pub(super) fn forget_pushed(pushed: &PushedImages, remote: &str) {
     lock(pushed).remove(remote);
-}
-
-pub(super) type FollowedServices = Arc<Mutex<HashSet<String>>>;
-
-/// Marks a service as no longer followed when its follower ends, however it ends.
-struct FollowedService {
-    set: FollowedServices,
-    name: String,
-}
-
-impl Drop for FollowedService {
-    fn drop(&mut self) {
-        lock(&self.set).remove(&self.name);
-    }
 }
 
 /// Splits output into lines (lossy UTF-8, no line ends).

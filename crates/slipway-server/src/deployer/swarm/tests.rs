@@ -535,3 +535,46 @@ async fn with_a_registry_services_run_the_pushed_image_by_digest_and_it_is_pushe
         "reconciling finds the pinned service up to date"
     );
 }
+
+#[tokio::test]
+async fn what_a_services_tasks_print_reaches_the_apps_log_as_its_process() {
+    let t = Setup::new("chatty").await;
+    t.formation("web", 1, None).await;
+    let release = t
+        .release(0, &[("web", "python3 server.py")], AppJson::default())
+        .await;
+    t.engine.script_output(
+        &t.service("web"),
+        vec![OutputChunk {
+            stream: OutputStream::Stdout,
+            bytes: "listening on 5000\nready".into(),
+        }],
+        0,
+    );
+
+    t.deployer
+        .deploy(&t.app, &release, &Progress::none())
+        .await
+        .unwrap();
+
+    let app_output = crate::logs::LogFilter {
+        source: Some(crate::logs::LogSource::App),
+        ..crate::logs::LogFilter::default()
+    };
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        lines = t
+            .deployer
+            .logs
+            .recent(&t.app.name, 100, &app_output)
+            .into_iter()
+            .filter(|line| line.process == "web")
+            .map(|line| line.text)
+            .collect();
+        if lines.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(lines, ["listening on 5000", "ready"]);
+}
