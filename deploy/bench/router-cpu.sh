@@ -73,23 +73,28 @@ for _ in $(seq 1 50); do
     sleep 0.1
 done
 
-# cpu_ticks PID: user + system clock ticks of the process and its children (nginx workers).
+# cpu_ticks PID: "user system" clock ticks of the process and its children (nginx workers).
 cpu_ticks() {
-    local total=0 pid
+    local user=0 system=0 pid
     for pid in $1 $(pgrep -P "$1" || true); do
-        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+        read -r u s < <(awk '{print $14, $15}' "/proc/$pid/stat")
+        user=$((user + u)) system=$((system + s))
     done
-    echo "$total"
+    echo "$user $system"
 }
-# measure PID PORT: microseconds of the proxy's CPU per completed request.
+# measure PID PORT: microseconds of the proxy's CPU per completed request, "total/user/system".
 measure() {
     local before after out requests
     before=$(cpu_ticks "$1")
     out=$(wrk -t2 -c"$connections" -d"$duration" -H "Host: bench.localhost" "http://127.0.0.1:$2/small")
     after=$(cpu_ticks "$1")
     requests=$(awk '/requests in/ {print $1}' <<<"$out")
-    python3 -c "import os, sys; t, r = int(sys.argv[1]), int(sys.argv[2]); print(f'{t * 1e6 / os.sysconf(\"SC_CLK_TCK\") / r:.1f}')" \
-        "$((after - before))" "$requests"
+    python3 - $before $after "$requests" <<'PY'
+import os, sys
+u0, s0, u1, s1, r = map(int, sys.argv[1:])
+us = 1e6 / os.sysconf("SC_CLK_TCK") / r
+print(f"{(u1 - u0 + s1 - s0) * us:.1f}/{(u1 - u0) * us:.1f}/{(s1 - s0) * us:.1f}")
+PY
 }
 nginx_runs=() slipway_runs=() baseline_runs=()
 echo "load at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -103,14 +108,20 @@ done
 echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "${nginx_runs[*]}" "${slipway_runs[*]}" "${baseline_runs[*]}" <<'PY'
 import statistics, sys
-n = [float(x) for x in sys.argv[1].split()]
-s = [float(x) for x in sys.argv[2].split()]
-b = [float(x) for x in sys.argv[3].split()]
-print(f"nginx    CPU per request (us): {' '.join(map(str, n))}  median {statistics.median(n):.1f}")
-print(f"slipway  CPU per request (us): {' '.join(map(str, s))}  median {statistics.median(s):.1f}")
+# Each run is "total/user/system" microseconds per request.
+def runs(arg):
+    return [tuple(map(float, run.split("/"))) for run in arg.split()]
+def report(name, rows):
+    total = statistics.median(r[0] for r in rows)
+    user = statistics.median(r[1] for r in rows)
+    system = statistics.median(r[2] for r in rows)
+    print(f"{name:8} CPU per request (us): {' '.join(str(r[0]) for r in rows)}  "
+          f"median {total:.1f} (user {user:.1f}, system {system:.1f})")
+    return total
+n = report("nginx", runs(sys.argv[1]))
+s = report("slipway", runs(sys.argv[2]))
+b = report("baseline", runs(sys.argv[3])) if sys.argv[3] else None
+print(f"slipway/nginx CPU per request: {s / n:.2f}x")
 if b:
-    print(f"baseline CPU per request (us): {' '.join(map(str, b))}  median {statistics.median(b):.1f}")
-print(f"slipway/nginx CPU per request: {statistics.median(s) / statistics.median(n):.2f}x")
-if b:
-    print(f"baseline/nginx CPU per request: {statistics.median(b) / statistics.median(n):.2f}x")
+    print(f"baseline/nginx CPU per request: {b / n:.2f}x")
 PY

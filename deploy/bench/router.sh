@@ -8,7 +8,13 @@
 # `openssl s_time -new`, which sends no SNI, and with a Python client that sends SNI
 # bench.localhost and never offers a session. Everything listens on 127.0.0.1 and stops at the end.
 #
+# PIN=1 gives the proxy a core of its own, as it has in production: wrk (one thread) and the
+# upstream nginx run on CPU 0, the proxy under test (nginx with one worker, or the router with
+# one worker thread) on CPU 1. Then "overhead vs direct" is what the extra hop costs the client,
+# not the share of two cores the proxy takes from wrk and the upstream.
+#
 #   DURATION=10s CONNECTIONS=32 PARTS="http https handshakes" deploy/bench/router.sh
+#   PIN=1 PARTS="http https" deploy/bench/router.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v nginx >/dev/null || { echo "install nginx: apt-get install nginx-light" >&2; exit 1; }
@@ -19,6 +25,13 @@ connections=${CONNECTIONS:-32}
 parts=" ${PARTS:-http https handshakes} "
 router=${ROUTER_BIN:-$PWD/target/release/examples/route_to}
 [ -x "$router" ] || { echo "build it first: cargo build --release -p slipway-router --example route_to" >&2; exit 1; }
+# on_load / on_proxy: the CPUs for wrk and the upstream, and for the proxy under test.
+if [ -n "${PIN:-}" ]; then
+    [ "$(nproc)" -ge 2 ] || { echo "PIN needs two CPUs" >&2; exit 1; }
+    on_load=(taskset -c 0) on_proxy=(taskset -c 1) wrk_threads=1 proxy_workers=1
+else
+    on_load=() on_proxy=() wrk_threads=2 proxy_workers=auto
+fi
 
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
@@ -39,8 +52,21 @@ wrk.resolve = function(host, service)
 end
 LUA
 
+# The upstream runs in its own nginx (on the load's CPU) when pinned, beside the proxy otherwise.
+upstream_server="server { listen 127.0.0.1:$upstream; root $tmp/www; }"
+if [ -n "${PIN:-}" ]; then
+    mkdir -p "$tmp/up"
+    cat > "$tmp/up/nginx.conf" <<CONF
+worker_processes 1;
+pid $tmp/up/nginx.pid;
+error_log $tmp/logs/upstream-error.log;
+events { worker_connections 4096; }
+http { access_log off; sendfile on; keepalive_requests 100000; $upstream_server }
+CONF
+    upstream_server=
+fi
 cat > "$tmp/nginx.conf" <<CONF
-worker_processes auto;
+worker_processes $proxy_workers;
 pid $tmp/nginx.pid;
 error_log $tmp/logs/error.log;
 events { worker_connections 4096; }
@@ -49,7 +75,7 @@ http {
     sendfile on;
     keepalive_requests 100000;
     upstream app { server 127.0.0.1:$upstream; keepalive 64; }
-    server { listen 127.0.0.1:$upstream; root $tmp/www; }
+    $upstream_server
     server {
         listen 127.0.0.1:$nginx_proxy;
         location / {
@@ -76,12 +102,18 @@ http {
     }
 }
 CONF
-nginx -p "$tmp" -c "$tmp/nginx.conf" -g 'daemon off;' &
+up_pid=
+if [ -n "${PIN:-}" ]; then
+    "${on_load[@]}" nginx -p "$tmp/up" -c "$tmp/up/nginx.conf" -g 'daemon off;' &
+    up_pid=$!
+fi
+"${on_proxy[@]}" nginx -p "$tmp" -c "$tmp/nginx.conf" -g 'daemon off;' &
 nginx_pid=$!
-"$router" "127.0.0.1:$slipway" bench.localhost "127.0.0.1:$upstream" \
+# The router runs one worker thread per CPU it may use: one when pinned.
+"${on_proxy[@]}" "$router" "127.0.0.1:$slipway" bench.localhost "127.0.0.1:$upstream" \
     "127.0.0.1:$slipway_tls" "$tmp/cert.pem" "$tmp/key.pem" 2>"$tmp/logs/router.log" &
 router_pid=$!
-trap 'kill $nginx_pid $router_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'kill $up_pid $nginx_pid $router_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 1 50); do
     curl -fs -o /dev/null -H "Host: bench.localhost" "http://127.0.0.1:$slipway/small" \
         && curl -fs -o /dev/null "http://127.0.0.1:$nginx_proxy/small" \
@@ -95,7 +127,7 @@ done
 run() {
     local name=$1 port=$2 file=$3 out
     shift 3
-    out=$(wrk -t2 -c"$connections" -d"$duration" --latency -H "Host: bench.localhost" "$@" "http://127.0.0.1:$port/$file")
+    out=$("${on_load[@]}" wrk -t"$wrk_threads" -c"$connections" -d"$duration" --latency -H "Host: bench.localhost" "$@" "http://127.0.0.1:$port/$file")
     report "$name $file" "$out"
 }
 
@@ -103,7 +135,7 @@ run() {
 run_tls() {
     local name=$1 port=$2 file=$3 out
     shift 3
-    out=$(wrk -t2 -c"$connections" -d"$duration" --latency -s "$tmp/loopback.lua" "$@" "https://bench.localhost:$port/$file")
+    out=$("${on_load[@]}" wrk -t"$wrk_threads" -c"$connections" -d"$duration" --latency -s "$tmp/loopback.lua" "$@" "https://bench.localhost:$port/$file")
     report "$name https $file" "$out"
 }
 
@@ -181,13 +213,13 @@ fi
 s_time_rate() {
     local t0 t1 out
     t0=$(date +%s.%N)
-    out=$(openssl s_time -connect "127.0.0.1:$1" -new -time "${duration%s}" 2>/dev/null)
+    out=$("${on_load[@]}" openssl s_time -connect "127.0.0.1:$1" -new -time "${duration%s}" 2>/dev/null)
     t1=$(date +%s.%N)
     if grep -q '^[*r]*r' <<<"$out"; then echo "s_time resumed a session on port $1" >&2; exit 1; fi
     awk -v t="$(python3 -c "print($t1 - $t0)")" '/connections in .* real seconds/ { printf "%.0f\n", $1 / t }' <<<"$out"
 }
 sni_rate() {
-    python3 - "$1" "${duration%s}" <<'PY'
+    "${on_load[@]}" python3 - "$1" "${duration%s}" <<'PY'
 import socket, ssl, sys, time
 port, seconds = int(sys.argv[1]), float(sys.argv[2])
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
