@@ -4,7 +4,7 @@
 //! server restarts; live lines fan out to followers (`slipway logs -t`).
 
 mod files;
-mod lines;
+pub(crate) mod lines;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;

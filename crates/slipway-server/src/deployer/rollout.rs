@@ -13,6 +13,8 @@ use slipway_store::{App, FormationEntry, Release};
 use slipway_types::{Backend, ProcessType, labels};
 use tokio::time::Instant;
 
+use crate::logs::lines::LineSplitter;
+
 use super::canary::CANARY_ROLE;
 use super::health::Target;
 use super::{Deployer, Progress, STOP_GRACE, container_port, network_name, web_port};
@@ -373,19 +375,14 @@ impl Deployer {
     async fn watch_release(&self, id: &str, progress: &Progress) -> Result<(), String> {
         let mut output = self.engine.output(id, None);
         let relay = async {
-            let mut pending = Vec::new();
+            let mut lines = LineSplitter::default();
             while let Some(Ok(chunk)) = output.next().await {
-                pending.extend_from_slice(&chunk.bytes);
-                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = pending.drain(..=end).collect();
-                    let text = String::from_utf8_lossy(&line);
-                    progress.say(format!("       {}", text.trim_end())).await;
+                for text in lines.feed(chunk.stream, &chunk.bytes) {
+                    progress.say(format!("       {text}")).await;
                 }
             }
-            if !pending.is_empty() {
-                progress
-                    .say(format!("       {}", String::from_utf8_lossy(&pending)))
-                    .await;
+            for text in lines.finish() {
+                progress.say(format!("       {text}")).await;
             }
         };
         let finished = async {

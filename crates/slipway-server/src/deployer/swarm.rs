@@ -26,6 +26,8 @@ use slipway_types::{AppName, Backend, ProcessType, labels};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use crate::logs::lines::LineSplitter;
+
 use super::{DeployError, Deployer, Progress, STOP_GRACE, network_name, web_port};
 
 /// How often the app's backends follow its tasks while its services change.
@@ -564,14 +566,14 @@ impl Deployer {
     ) -> Result<(), String> {
         let mut output = swarm.service_output(name, None);
         let relay = async {
-            let mut lines = Lines::default();
+            let mut lines = LineSplitter::default();
             while let Some(Ok(chunk)) = output.next().await {
-                for text in lines.feed(&chunk.bytes) {
+                for text in lines.feed(chunk.stream, &chunk.bytes) {
                     progress.say(format!("       {text}")).await;
                     self.logs.push(app, app_line("release", text));
                 }
             }
-            if let Some(text) = lines.rest() {
+            for text in lines.finish() {
                 progress.say(format!("       {text}")).await;
                 self.logs.push(app, app_line("release", text));
             }
@@ -1351,30 +1353,6 @@ pub(super) type PushedImages = Mutex<HashMap<String, String>>;
 /// Forgets a pushed image whose local name is gone, so a later deploy of it pushes again.
 pub(super) fn forget_pushed(pushed: &PushedImages, remote: &str) {
     lock(pushed).remove(remote);
-}
-
-/// Splits output into lines (lossy UTF-8, no line ends).
-#[derive(Default)]
-struct Lines(Vec<u8>);
-
-impl Lines {
-    fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
-        self.0.extend_from_slice(bytes);
-        let mut lines = Vec::new();
-        while let Some(end) = self.0.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.0.drain(..=end).collect();
-            lines.push(String::from_utf8_lossy(&line).trim_end().to_owned());
-        }
-        lines
-    }
-
-    fn rest(&mut self) -> Option<String> {
-        (!self.0.is_empty()).then(|| {
-            String::from_utf8_lossy(&std::mem::take(&mut self.0))
-                .trim_end()
-                .to_owned()
-        })
-    }
 }
 
 #[cfg(test)]

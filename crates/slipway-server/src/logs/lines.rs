@@ -9,14 +9,14 @@ pub(super) const MAX_LINE: usize = 16 * 1024;
 
 /// The unfinished last line of each stream.
 #[derive(Debug, Default)]
-pub(super) struct LineSplitter {
+pub(crate) struct LineSplitter {
     stdout: Vec<u8>,
     stderr: Vec<u8>,
 }
 
 impl LineSplitter {
     /// The lines `bytes` completes, without their line breaks (`\n` or `\r\n`).
-    pub(super) fn feed(&mut self, stream: OutputStream, bytes: &[u8]) -> Vec<String> {
+    pub(crate) fn feed(&mut self, stream: OutputStream, bytes: &[u8]) -> Vec<String> {
         let partial = match stream {
             OutputStream::Stdout => &mut self.stdout,
             OutputStream::Stderr => &mut self.stderr,
@@ -39,7 +39,7 @@ impl LineSplitter {
     }
 
     /// What is left once the output ended: a last line without a line break.
-    pub(super) fn finish(self) -> Vec<String> {
+    pub(crate) fn finish(self) -> Vec<String> {
         [self.stdout, self.stderr]
             .into_iter()
             .filter(|partial| !partial.is_empty())
