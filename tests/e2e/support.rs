@@ -4,6 +4,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The `slipway` binary under test: `$SLIPWAY_BIN`, else the workspace's debug build.
@@ -257,6 +258,11 @@ impl Drop for Server {
         if matches!(self.child.try_wait(), Ok(None)) {
             self.terminate();
         }
+        let cleaned =
+            std::mem::take(&mut *CLEANED_APPS.lock().unwrap_or_else(PoisonError::into_inner));
+        for app in cleaned {
+            remove_app_resources(&app);
+        }
     }
 }
 
@@ -280,35 +286,49 @@ fn healthz_ok(port: u16) -> bool {
 /// Removes an app's containers, network, volume and images when the test ends, pass or fail.
 pub struct AppCleanup(pub String);
 
+/// Apps whose [`AppCleanup`] ran while a server may still have been running: its reconciler
+/// can start a web container again in the moment before the server stops (a test's server is
+/// usually declared first, so dropped last). [`Server`]'s drop removes them once more after
+/// the server exits.
+static CLEANED_APPS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
 impl Drop for AppCleanup {
     fn drop(&mut self) {
-        let label = format!("label=slipway.app={}", self.0);
-        if let Ok(out) = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &label])
-            .output()
-        {
-            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                Command::new("docker").args(["rm", "-f", id]).output().ok();
-            }
-        }
-        let repo = format!("reference=slipway/{}", self.0);
-        if let Ok(out) = Command::new("docker")
-            .args(["images", "-q", "--filter", &repo])
-            .output()
-        {
-            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                Command::new("docker").args(["rmi", "-f", id]).output().ok();
-            }
-        }
-        Command::new("docker")
-            .args(["network", "rm", &format!("slipway-{}", self.0)])
-            .output()
-            .ok();
-        Command::new("docker")
-            .args(["volume", "rm", &format!("slipway-cache-{}", self.0)])
-            .output()
-            .ok();
+        remove_app_resources(&self.0);
+        CLEANED_APPS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(self.0.clone());
     }
+}
+
+fn remove_app_resources(app: &str) {
+    let label = format!("label=slipway.app={app}");
+    if let Ok(out) = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &label])
+        .output()
+    {
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            Command::new("docker").args(["rm", "-f", id]).output().ok();
+        }
+    }
+    let repo = format!("reference=slipway/{app}");
+    if let Ok(out) = Command::new("docker")
+        .args(["images", "-q", "--filter", &repo])
+        .output()
+    {
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            Command::new("docker").args(["rmi", "-f", id]).output().ok();
+        }
+    }
+    Command::new("docker")
+        .args(["network", "rm", &format!("slipway-{app}")])
+        .output()
+        .ok();
+    Command::new("docker")
+        .args(["volume", "rm", &format!("slipway-cache-{app}")])
+        .output()
+        .ok();
 }
 
 /// Copies a fixture app into a fresh git repository on `main`.
