@@ -620,8 +620,7 @@ impl Deployer {
         progress: &Progress,
     ) -> Result<(), String> {
         let mut formation = self
-            .store
-            .formation(app.id)
+            .running_entries(app, release)
             .await
             .map_err(|e| e.to_string())?;
         formation.sort_by_key(|e| (!e.process.is_web(), e.process.clone()));
@@ -633,9 +632,6 @@ impl Deployer {
         let image = self.release_image(release).await?;
         let mut changed: Vec<Changed> = Vec::new();
         for entry in &formation {
-            if entry.quantity == 0 || !release.processes.contains_key(&entry.process) {
-                continue;
-            }
             let spec = self.service_spec(app, release, entry, &image)?;
             let name = spec.container.name.clone();
             let before = swarm.service(&name).await.map_err(|e| e.to_string())?;
@@ -848,6 +844,18 @@ impl Deployer {
         }
     }
 
+    /// The formation entries that run under `release`: a quantity above zero and a command in
+    /// the release. Each has a service; any other process service is stale.
+    async fn running_entries(
+        &self,
+        app: &App,
+        release: &Release,
+    ) -> slipway_store::Result<Vec<FormationEntry>> {
+        let mut formation = self.store.formation(app.id).await?;
+        formation.retain(|e| e.quantity > 0 && release.processes.contains_key(&e.process));
+        Ok(formation)
+    }
+
     /// Removes the app's process services that the release and formation no longer have.
     pub(super) async fn remove_stale_services(
         &self,
@@ -855,14 +863,11 @@ impl Deployer {
         app: &App,
         release: &Release,
     ) -> Result<(), String> {
-        let formation = self
-            .store
-            .formation(app.id)
+        let wanted: BTreeSet<String> = self
+            .running_entries(app, release)
             .await
-            .map_err(|e| e.to_string())?;
-        let wanted: BTreeSet<String> = formation
+            .map_err(|e| e.to_string())?
             .iter()
-            .filter(|e| e.quantity > 0 && release.processes.contains_key(&e.process))
             .map(|e| e.process.to_string())
             .collect();
         let services = self
@@ -1219,16 +1224,12 @@ impl Deployer {
             self.set_backends(&app.name, Vec::new());
             return Ok(());
         };
-        let formation = self.store.formation(app.id).await?;
         // The release's image by name, as a service that runs it names it (pinned or not).
         let wanted_image = match &self.registry {
             Some(registry) => format!("{registry}/{}", release.image),
             None => release.image.clone(),
         };
-        let wanted: Vec<&FormationEntry> = formation
-            .iter()
-            .filter(|e| e.quantity > 0 && release.processes.contains_key(&e.process))
-            .collect();
+        let wanted = self.running_entries(app, &release).await?;
         for service in &processes {
             let process = service.labels.get(labels::PROCESS);
             if !wanted
@@ -1242,7 +1243,7 @@ impl Deployer {
                     .map_err(engine_error)?;
             }
         }
-        for entry in wanted {
+        for entry in &wanted {
             let name = service_name(&app.name, &entry.process);
             let existing = processes.iter().find(|s| s.name == name);
             let changing = existing.and_then(|s| s.update.as_ref()).is_some_and(|u| {
