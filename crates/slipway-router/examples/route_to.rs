@@ -11,7 +11,8 @@
 //! redirected. No access log is written, as in a proxy benchmark the other side logs nothing;
 //! metrics are recorded into a Prometheus recorder and per-app counters, as in the server.
 //! `ROUTE_TO_METRICS=prometheus` leaves the per-app counters out and `ROUTE_TO_METRICS=off`
-//! both, to measure what they cost (deploy/bench/metrics.sh).
+//! both, to measure what they cost (deploy/bench/metrics.sh). `ROUTE_TO_WORKERS=N` sets the
+//! router's worker threads (default: one per CPU; 0 serves connections on the accepting runtime).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,10 +55,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listen: SocketAddr = listen.parse()?;
     let tls_listen: Option<SocketAddr> = tls.map(|(addr, _)| addr.parse()).transpose()?;
     // No `https_port`: plain HTTP is benchmarked too, so it must be proxied, not redirected.
+    let defaults = RouterConfig::default();
+    let worker_threads = match std::env::var("ROUTE_TO_WORKERS") {
+        Ok(count) => count
+            .parse()
+            .map_err(|_| format!("ROUTE_TO_WORKERS `{count}` must be a number of threads"))?,
+        Err(_) => defaults.worker_threads,
+    };
     let router = Router::new(RouterConfig {
         listen_port: listen.port(),
         app_traffic: metrics == "on",
-        ..RouterConfig::default()
+        worker_threads,
+        ..defaults
     });
     router.update(&RouteSnapshot {
         sites: vec![SiteRoutes {
