@@ -1,8 +1,8 @@
 //! The bodies the router relays. [`ResponseBody`] goes to clients: the app's body relayed frame
 //! by frame, or a page the router wrote. It carries the request's log line, in-flight count and
 //! connection activity until the body ends or the client goes away, so they cover the whole
-//! response and not just its head; and the upstream connection, which goes back to its pool
-//! when the app's body has been read to the end and closes otherwise. [`RequestBody`] goes to apps: the client's body, counted and
+//! response and not just its head. The app's body itself gives its upstream connection back to
+//! the pool once read to the end. [`RequestBody`] goes to apps: the client's body, counted and
 //! cut off at the size limit.
 
 use std::pin::Pin;
@@ -14,9 +14,9 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use metrics::Counter;
 
 use crate::access_log::AccessLog;
-use crate::pool::Pooled;
 use crate::server::RequestGuard;
 use crate::table::InFlight;
+use crate::upstream::{AppBody, UpstreamError};
 
 pub(crate) struct ResponseBody {
     inner: Inner,
@@ -25,22 +25,15 @@ pub(crate) struct ResponseBody {
     tracker: Option<Box<Tracker>>,
     /// Marks the client connection busy until the response is sent or abandoned.
     request: Option<RequestGuard>,
-    /// The connection the app's body arrives on.
-    connection: Option<Pooled>,
 }
 
 enum Inner {
-    Upstream(Incoming),
+    Upstream(AppBody),
     Page(Full<Bytes>),
 }
 
 impl ResponseBody {
-    pub(crate) fn upstream(
-        body: Incoming,
-        log: AccessLog,
-        in_flight: Option<InFlight>,
-        connection: Option<Pooled>,
-    ) -> Self {
+    pub(crate) fn upstream(body: AppBody, log: AccessLog, in_flight: Option<InFlight>) -> Self {
         Self {
             inner: Inner::Upstream(body),
             tracker: Some(Box::new(Tracker {
@@ -49,7 +42,6 @@ impl ResponseBody {
                 _in_flight: in_flight,
             })),
             request: None,
-            connection,
         }
     }
 
@@ -62,7 +54,6 @@ impl ResponseBody {
                 _in_flight: None,
             })),
             request: None,
-            connection: None,
         }
     }
 
@@ -88,12 +79,12 @@ impl Drop for Tracker {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = UpstreamError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
         let this = self.get_mut();
         let polled = match &mut this.inner {
             Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
@@ -107,11 +98,10 @@ impl Body for ResponseBody {
                     tracker.bytes += data.len() as u64;
                 }
                 if this.inner_is_end_stream() {
-                    this.finish(true);
+                    this.finish();
                 }
             }
-            Poll::Ready(None) => this.finish(true),
-            Poll::Ready(Some(Err(_))) => this.finish(false),
+            Poll::Ready(None | Some(Err(_))) => this.finish(),
             Poll::Pending => {}
         }
         polled
@@ -130,14 +120,8 @@ impl Body for ResponseBody {
 }
 
 impl ResponseBody {
-    /// Writes the log line, releases the backend and the client connection, and gives the
-    /// upstream connection back when the app's body `complete`d.
-    fn finish(&mut self, complete: bool) {
-        if let Some(connection) = self.connection.take()
-            && complete
-        {
-            connection.release();
-        }
+    /// Writes the log line and releases the backend and the client connection.
+    fn finish(&mut self) {
         self.tracker = None;
         self.request = None;
     }
@@ -150,17 +134,9 @@ impl ResponseBody {
     }
 }
 
-/// A body the server never polls (it knew it was empty: `HEAD`, 204, 304, `Content-Length: 0`)
-/// still gives its connection back.
-impl Drop for ResponseBody {
-    fn drop(&mut self) {
-        let complete = self.inner_is_end_stream();
-        self.finish(complete);
-    }
-}
-
-/// Why a client's request body could not be relayed. It travels through the upstream client's
-/// error as the body's own error, which is how the router tells it from an app failure.
+/// Why a client's request body could not be relayed. It comes back in the upstream client's
+/// error as [`UpstreamError::RequestBody`], which is how the router tells it from an app
+/// failure.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RequestBodyError {
     #[error("request body is larger than the {limit}-byte limit")]

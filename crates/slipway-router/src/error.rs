@@ -10,6 +10,7 @@ use slipway_types::AppName;
 
 use crate::body::RequestBodyError;
 use crate::pool::SendError;
+use crate::upstream::UpstreamError;
 
 /// Where a failed request went wrong. Client errors are the caller's to fix; upstream errors
 /// are about the app's processes; operator ones are what the platform was told to do.
@@ -54,13 +55,13 @@ pub(crate) enum ProxyError {
     Unanswered {
         addr: SocketAddr,
         #[source]
-        source: hyper::Error,
+        source: UpstreamError,
     },
     #[error("upstream {addr} failed before sending a complete response head")]
     Upstream {
         addr: SocketAddr,
         #[source]
-        source: hyper::Error,
+        source: UpstreamError,
     },
     #[error("upstream {addr} switched protocols on a request that did not ask to")]
     UnexpectedUpgrade { addr: SocketAddr },
@@ -72,22 +73,17 @@ impl ProxyError {
     /// Sorts an upstream failure: a connection that never reached the app, the client's own
     /// request body (too large, or cut off), or the app failing.
     pub(crate) fn from_send(addr: SocketAddr, failure: SendError) -> Self {
-        let source = match failure {
-            SendError::Connect(source) => return Self::Connect { addr, source },
-            SendError::Unanswered(source) => return Self::Unanswered { addr, source },
-            SendError::Request(source) => source,
-        };
-        let mut cause = source.source();
-        while let Some(err) = cause {
-            match err.downcast_ref::<RequestBodyError>() {
-                Some(RequestBodyError::TooLarge { limit }) => {
-                    return Self::BodyTooLarge { limit: *limit };
-                }
-                Some(RequestBodyError::Aborted(_)) => return Self::ClientAborted { addr, source },
-                None => cause = err.source(),
+        match failure {
+            SendError::Connect(source) => Self::Connect { addr, source },
+            SendError::Unanswered(source) => Self::Unanswered { addr, source },
+            SendError::Request(UpstreamError::RequestBody(RequestBodyError::TooLarge {
+                limit,
+            })) => Self::BodyTooLarge { limit },
+            SendError::Request(UpstreamError::RequestBody(RequestBodyError::Aborted(source))) => {
+                Self::ClientAborted { addr, source }
             }
+            SendError::Request(source) => Self::Upstream { addr, source },
         }
-        Self::Upstream { addr, source }
     }
 
     pub(crate) fn origin(&self) -> ErrorOrigin {

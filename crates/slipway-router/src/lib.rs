@@ -20,6 +20,7 @@ mod split;
 mod stats;
 mod table;
 mod tls;
+mod upstream;
 mod workers;
 
 pub use access_log::{AccessLogSink, LOG_TARGET};

@@ -15,6 +15,7 @@ use http_body_util::{Either, Empty};
 use hyper::body::{Body as _, Incoming};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt as _;
 
 use crate::access_log::AccessLog;
 use crate::body::{RequestBody, ResponseBody};
@@ -22,17 +23,17 @@ use crate::challenge;
 use crate::error::{ErrorOrigin, ProxyError};
 use crate::headers::{self, Forwarding, Target, X_REQUEST_ID};
 use crate::pages;
-use crate::pool::{Pooled, Sent};
+use crate::pool::Sent;
 use crate::ratelimit::{self, Refusal};
 use crate::router::Router;
 use crate::server::{Peer, Slot};
 use crate::table::{InFlight, Site};
+use crate::upstream::{AppBody, Upgraded};
 
 /// An app's response on its way back, with what must outlive the response head.
 struct Relayed {
-    response: Response<Incoming>,
-    /// The upstream connection, given back to its pool when the response body ends.
-    connection: Pooled,
+    /// Its body holds the upstream connection, given back to its pool when the body ends.
+    response: Response<AppBody>,
     in_flight: InFlight,
     client_upgrade: Option<(OnUpgrade, Option<Arc<Slot>>)>,
 }
@@ -235,7 +236,6 @@ impl Router {
             };
             let Sent {
                 mut response,
-                connection,
                 connect,
             } = sent;
             log.connect = Some(connect);
@@ -248,7 +248,6 @@ impl Router {
             }
             return Ok(Relayed {
                 response,
-                connection,
                 in_flight,
                 client_upgrade,
             });
@@ -313,7 +312,7 @@ fn redirect_response(location: HeaderValue, mut log: AccessLog) -> Response<Resp
 }
 
 /// Methods whose repetition has the same effect as one request (RFC 9110 §9.2.2).
-fn is_idempotent(method: &Method) -> bool {
+pub(crate) fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
@@ -338,48 +337,56 @@ fn upstream_uri(original: &Uri) -> Uri {
 fn relay(relayed: Relayed, mut log: AccessLog) -> Response<ResponseBody> {
     let Relayed {
         mut response,
-        connection,
         in_flight,
         client_upgrade,
     } = relayed;
     log.status = response.status().as_u16();
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     // A switched connection belongs to the tunnel: it never goes back to the pool.
-    let (in_flight, connection) = match client_upgrade {
-        Some((client_upgrade, slot)) if switching => {
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tokio::spawn(tunnel(client_upgrade, upstream_upgrade, in_flight, slot));
-            (None, None)
+    let upgraded = switching
+        .then(|| response.body_mut().take_upgrade())
+        .flatten();
+    let in_flight = match (client_upgrade, upgraded) {
+        (Some((client_upgrade, slot)), Some(upgraded)) => {
+            tokio::spawn(tunnel(client_upgrade, upgraded, in_flight, slot));
+            None
         }
-        _ => (Some(in_flight), Some(connection)),
+        _ => Some(in_flight),
     };
     let (mut parts, body) = response.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers, switching);
-    Response::from_parts(
-        parts,
-        ResponseBody::upstream(body, log, in_flight, connection),
-    )
+    if !body.hop_by_hop_removed() {
+        headers::strip_hop_by_hop(&mut parts.headers, switching);
+    }
+    Response::from_parts(parts, ResponseBody::upstream(body, log, in_flight))
 }
 
 /// Copies bytes both ways once both sides have switched protocols. The backend counts as busy,
 /// and the client connection as open, until the tunnel closes.
+/// Bytes the app sent right after its 101 head go to the client first.
 async fn tunnel(
     client: OnUpgrade,
-    upstream: OnUpgrade,
+    upstream: Upgraded,
     in_flight: InFlight,
     slot: Option<Arc<Slot>>,
 ) {
     let _held = (in_flight, slot);
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(both) => both,
+    let client = match client.await {
+        Ok(client) => client,
         Err(err) => {
             tracing::debug!(error = %err, "protocol switch did not complete");
             return;
         }
     };
     let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
-    if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+    let Upgraded {
+        mut stream,
+        read_ahead,
+    } = upstream;
+    if let Err(err) = client.write_all(&read_ahead).await {
+        tracing::debug!(error = %err, "upgraded connection closed with an error");
+        return;
+    }
+    if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut stream).await {
         tracing::debug!(error = %err, "upgraded connection closed with an error");
     }
 }

@@ -28,6 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::headers::is_upgrade_request;
 use crate::router::Router;
 use crate::stats;
+use crate::workers::{Assignment, Workers};
 
 /// How long a shutdown waits for requests in flight, matching how long the deployer drains a
 /// container before stopping it.
@@ -160,6 +161,8 @@ impl Router {
             .await
     }
 
+    /// Accepts on every worker (or on this runtime without workers) until `shutdown`, then
+    /// waits for each to drain.
     async fn accept_loop(
         self: Arc<Self>,
         listener: TcpListener,
@@ -168,86 +171,43 @@ impl Router {
         tls: Option<TlsAcceptor>,
     ) -> io::Result<()> {
         tracing::info!(addr = %listener.local_addr()?, https = inbound.https, "router listening");
-        let builder = Arc::new(self.connection_builder());
-        let workers = self.workers();
         let (stopping_tx, stopping) = watch::channel(false);
-        let mut connections = JoinSet::new();
-        let mut shutdown = pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                () = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        accept_failed(err).await;
-                        continue;
-                    }
-                },
-            };
-            // Below the cap a connection accepted is always served, even if the shutdown has
-            // just begun. At the cap, it waits here and the next ones in the listen backlog.
-            let slot = match Arc::clone(&self.connection_slots).try_acquire_owned() {
-                Ok(slot) => slot,
-                Err(_) => tokio::select! {
-                    () = &mut shutdown => break,
-                    slot = Arc::clone(&self.connection_slots).acquire_owned() => {
-                        slot.expect("the connection semaphore is never closed")
-                    }
-                },
-            };
-            while connections.try_join_next().is_some() {}
-            if let Err(err) = stream.set_nodelay(true) {
-                tracing::debug!(%peer, error = %err, "could not disable Nagle's algorithm");
+        let acceptor = Arc::new(Acceptor {
+            builder: Arc::new(self.connection_builder()),
+            router: Arc::clone(&self),
+            stopping,
+            inbound,
+            tls,
+        });
+        let mut accepting = JoinSet::new();
+        match self.workers() {
+            None => {
+                accepting.spawn(Arc::clone(&acceptor).run(listener));
             }
-            let connection = Connection {
-                router: Arc::clone(&self),
-                builder: Arc::clone(&builder),
-                stopping: stopping.clone(),
-                peer,
-                inbound,
-                slot: Arc::new(Slot::new(slot, inbound.https)),
-            };
-            let tls = tls.clone();
-            let Some(workers) = workers else {
-                connections.spawn(connection.start(stream, tls));
-                continue;
-            };
-            // The stream moves to the worker's own event loop.
-            let (worker, assigned) = workers.assign();
-            match stream.into_std() {
-                Ok(stream) => {
-                    connections.spawn_on(
+            // Every worker's event loop watches the same listening socket, as nginx's workers
+            // share theirs: a connection is accepted by whichever is free first.
+            Some(workers) => {
+                let listener = listener.into_std()?;
+                for worker in workers.handles() {
+                    let listener = listener.try_clone()?;
+                    let acceptor = Arc::clone(&acceptor);
+                    accepting.spawn_on(
                         async move {
-                            let _assigned = assigned;
-                            match TcpStream::from_std(stream) {
-                                Ok(stream) => connection.start(stream, tls).await,
+                            match TcpListener::from_std(listener) {
+                                Ok(listener) => acceptor.run(listener).await,
                                 Err(err) => {
-                                    tracing::debug!(%peer, error = %err, "could not move a connection to a worker");
+                                    tracing::error!(error = %err, "a worker could not watch the listening socket");
                                 }
                             }
                         },
                         worker,
                     );
                 }
-                Err(err) => {
-                    tracing::debug!(%peer, error = %err, "could not move a connection to a worker");
-                }
             }
         }
-        drop(listener);
+        shutdown.await;
         let _ = stopping_tx.send(true);
-        tracing::info!(
-            connections = connections.len(),
-            https = inbound.https,
-            "router stopped accepting, draining"
-        );
-        let drained = async { while connections.join_next().await.is_some() {} };
-        if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
-            tracing::warn!(
-                connections = connections.len(),
-                "router drain timed out, closing the remaining connections"
-            );
-        }
+        while accepting.join_next().await.is_some() {}
         Ok(())
     }
 
@@ -321,6 +281,111 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.gauge.decrement(1);
     }
+}
+
+/// What every accept loop of one listener shares.
+struct Acceptor {
+    router: Arc<Router>,
+    builder: Arc<Builder>,
+    /// Turns true when the shutdown begins.
+    stopping: watch::Receiver<bool>,
+    inbound: Inbound,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Acceptor {
+    /// Accepts connections until the shutdown, then drains the ones it started.
+    async fn run(self: Arc<Self>, listener: TcpListener) {
+        let router = &self.router;
+        let workers = router.workers();
+        let mut stopping = self.stopping.clone();
+        let mut connections = JoinSet::new();
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = stopped(&mut stopping) => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        accept_failed(err).await;
+                        continue;
+                    }
+                },
+            };
+            // Below the cap a connection accepted is always served, even if the shutdown has
+            // just begun. At the cap, it waits here and the next ones in the listen backlog.
+            let slot = match Arc::clone(&router.connection_slots).try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => tokio::select! {
+                    () = stopped(&mut stopping) => break,
+                    slot = Arc::clone(&router.connection_slots).acquire_owned() => {
+                        slot.expect("the connection semaphore is never closed")
+                    }
+                },
+            };
+            while connections.try_join_next().is_some() {}
+            if let Err(err) = stream.set_nodelay(true) {
+                tracing::debug!(%peer, error = %err, "could not disable Nagle's algorithm");
+            }
+            let connection = Connection {
+                router: Arc::clone(router),
+                builder: Arc::clone(&self.builder),
+                stopping: self.stopping.clone(),
+                peer,
+                inbound: self.inbound,
+                slot: Arc::new(Slot::new(slot, self.inbound.https)),
+            };
+            let tls = self.tls.clone();
+            match workers.map(Workers::assign) {
+                None => {
+                    connections.spawn(connection.start(stream, tls));
+                }
+                Some(Assignment::Here(assigned)) => {
+                    connections.spawn(async move {
+                        let _assigned = assigned;
+                        connection.start(stream, tls).await;
+                    });
+                }
+                // The stream moves to the other worker's own event loop.
+                Some(Assignment::There(worker, assigned)) => match stream.into_std() {
+                    Ok(stream) => {
+                        connections.spawn_on(
+                            async move {
+                                let _assigned = assigned;
+                                match TcpStream::from_std(stream) {
+                                    Ok(stream) => connection.start(stream, tls).await,
+                                    Err(err) => {
+                                        tracing::debug!(%peer, error = %err, "could not move a connection to a worker");
+                                    }
+                                }
+                            },
+                            worker,
+                        );
+                    }
+                    Err(err) => {
+                        tracing::debug!(%peer, error = %err, "could not move a connection to a worker");
+                    }
+                },
+            }
+        }
+        drop(listener);
+        tracing::info!(
+            connections = connections.len(),
+            https = self.inbound.https,
+            "router stopped accepting, draining"
+        );
+        let drained = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
+            tracing::warn!(
+                connections = connections.len(),
+                "router drain timed out, closing the remaining connections"
+            );
+        }
+    }
+}
+
+/// Returns once the shutdown has begun (or the router that would signal it is gone).
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stopping| *stopping).await;
 }
 
 /// One accepted client connection. It is waited for by a shutdown from the moment it is

@@ -1,10 +1,11 @@
 //! The threads client connections are served on, one event loop each, as nginx runs one worker
-//! process per core.
+//! process per core, each accepting its own connections.
 //!
 //! On tokio's work-stealing runtime a proxied request wakes tasks across threads: the client
 //! connection's task hands the request to the upstream connection's task, which may run on the
-//! other core, and idle workers are woken (a `futex` call) to steal work. Here each accepted
-//! connection is moved to one worker, and everything it starts (its upstream connections, its
+//! other core, and idle workers are woken (a `futex` call) to steal work. Here each connection
+//! is served by one worker, the one that accepted it unless that one is busier than the rest
+//! (no hand-over between threads, no extra `epoll_ctl`), and everything it starts (its upstream connections, its
 //! WebSocket tunnels) runs on that worker's single-threaded runtime, so a request never leaves
 //! the thread it arrived on. Upstream pools keep one idle stack per worker for the same reason.
 
@@ -67,17 +68,44 @@ impl Workers {
         })
     }
 
-    /// The worker serving the fewest connections, and a count of it that lasts as long as the
-    /// returned [`Assigned`].
-    pub(crate) fn assign(&self) -> (&Handle, Assigned) {
-        let worker = self
+    /// Where a connection accepted on this thread is served, counted against that worker for
+    /// as long as the returned [`Assigned`] lasts. Each worker accepts for itself, as nginx's
+    /// workers do, and keeps what it accepted unless it already serves more than one connection
+    /// above the least busy worker: then the connection moves there, so a burst of new
+    /// connections still spreads over every core.
+    pub(crate) fn assign(&self) -> Assignment<'_> {
+        let least = self
             .workers
             .iter()
             .min_by_key(|worker| worker.connections.load(Ordering::Relaxed))
             .expect("there is at least one worker");
+        let here = current()
+            .checked_sub(1)
+            .and_then(|index| self.workers.get(index))
+            .filter(|here| {
+                here.connections.load(Ordering::Relaxed)
+                    <= least.connections.load(Ordering::Relaxed) + 1
+            });
+        let worker = here.unwrap_or(least);
         worker.connections.fetch_add(1, Ordering::Relaxed);
-        (&worker.handle, Assigned(Arc::clone(&worker.connections)))
+        let assigned = Assigned(Arc::clone(&worker.connections));
+        match here {
+            Some(_) => Assignment::Here(assigned),
+            None => Assignment::There(&worker.handle, assigned),
+        }
     }
+
+    /// Each worker's runtime, to run an accept loop on.
+    pub(crate) fn handles(&self) -> impl Iterator<Item = &Handle> {
+        self.workers.iter().map(|worker| &worker.handle)
+    }
+}
+
+pub(crate) enum Assignment<'a> {
+    /// On the worker that accepted it.
+    Here(Assigned),
+    /// Moved to another worker's event loop.
+    There(&'a Handle, Assigned),
 }
 
 /// One connection counted against its worker until dropped.
