@@ -90,7 +90,8 @@ pub(crate) struct Pooled {
 impl Pooled {
     /// Gives the connection back for the next request. Only for a response read to its end:
     /// anything left unread would be taken for the next response.
-    pub(crate) fn release(self) {
+    pub(crate) fn release(mut self) {
+        self.connection.shrink();
         self.pool.checkin(self.connection);
     }
 

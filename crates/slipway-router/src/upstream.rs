@@ -42,6 +42,13 @@ const READ_SPACE: usize = 16 * 1024;
 /// Below this much free space the read buffer is grown (or reclaimed) to [`READ_SPACE`].
 const MIN_READ_SPACE: usize = 4 * 1024;
 
+/// The most a body read asks for. A body read that fills all the space it had doubles the next
+/// one's, from [`READ_SPACE`] up to this, and one that fills less than a quarter halves it, as
+/// hyper's adaptive read buffer does: a 1 MB response then takes four or five reads and writes
+/// to the client rather than sixty-four. The size carries over to the connection's next
+/// response, which is likely the same kind.
+const MAX_BODY_READ_SPACE: usize = 256 * 1024;
+
 /// Request body chunks up to this size are copied behind their chunk-size line and written
 /// with it in one system call; larger ones are written from where they are.
 const COALESCE_BYTES: usize = 16 * 1024;
@@ -82,6 +89,8 @@ pub(crate) struct Connection {
     stream: TcpStream,
     /// Bytes read and not yet handed out; empty between exchanges.
     read: BytesMut,
+    /// Free space the next body read asks for.
+    body_read_space: usize,
     /// The request head (and small body chunks) being written.
     write: Vec<u8>,
 }
@@ -251,6 +260,7 @@ impl Connection {
         Self {
             stream,
             read: BytesMut::with_capacity(READ_SPACE),
+            body_read_space: READ_SPACE,
             write: Vec::with_capacity(1024),
         }
     }
@@ -352,7 +362,7 @@ impl Connection {
                 }
                 Decoded::More => {}
             }
-            match ready!(poll_fill(&mut self.stream, &mut self.read, cx)) {
+            match ready!(self.poll_fill_body(cx)) {
                 Ok(0) if *framing == Framing::Close => {
                     *framing = Framing::Done;
                     return Poll::Ready(None);
@@ -361,6 +371,36 @@ impl Connection {
                 Ok(_) => {}
                 Err(err) => return Poll::Ready(Some(Err(UpstreamError::Io(err)))),
             }
+        }
+    }
+}
+
+impl Connection {
+    /// Reads more of a body, into as much space as the last read showed the socket had.
+    fn poll_fill_body(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let space = self.body_read_space;
+        if self.read.capacity() - self.read.len() < space / 4 {
+            self.read.reserve(space);
+        }
+        let free = self.read.capacity() - self.read.len();
+        let read = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.stream),
+            cx,
+            &mut self.read
+        ))?;
+        if read == free {
+            self.body_read_space = (space * 2).min(MAX_BODY_READ_SPACE);
+        } else if read < space / 4 {
+            self.body_read_space = (space / 2).max(READ_SPACE);
+        }
+        Poll::Ready(Ok(read))
+    }
+
+    /// Lets go of a read buffer a large body grew, so an idle connection holds no more than a
+    /// small response needs.
+    pub(crate) fn shrink(&mut self) {
+        if self.read.is_empty() && self.read.capacity() > READ_SPACE {
+            self.read = BytesMut::new();
         }
     }
 }
@@ -942,6 +982,29 @@ mod tests {
             assert_eq!(read_all(response).await.expect("body"), "abcdef");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_large_body_is_read_in_growing_pieces() {
+        const SIZE: usize = 1024 * 1024;
+        let mut reply = format!("HTTP/1.1 200 OK\r\ncontent-length: {SIZE}\r\n\r\n").into_bytes();
+        reply.resize(reply.len() + SIZE, b'b');
+        let (addr, _) = scripted(&[&[&reply]], None).await;
+        let pool = pool(addr);
+        let mut body = fetch(&pool, Method::GET).await.into_body();
+        // Let the socket's receive buffer fill, so each read can take all the space it has.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (mut total, mut largest) = (0, 0);
+        while let Some(frame) = body.frame().await {
+            let data = frame.expect("frame").into_data().expect("data");
+            total += data.len();
+            largest = largest.max(data.len());
+        }
+        assert_eq!(total, SIZE);
+        assert!(
+            largest >= 4 * READ_SPACE,
+            "reads grew only to {largest} bytes"
+        );
     }
 
     #[tokio::test]
