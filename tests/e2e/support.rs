@@ -304,31 +304,25 @@ impl Drop for AppCleanup {
 
 fn remove_app_resources(app: &str) {
     let label = format!("label=slipway.app={app}");
-    if let Ok(out) = Command::new("docker")
-        .args(["ps", "-aq", "--filter", &label])
-        .output()
-    {
-        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            Command::new("docker").args(["rm", "-f", id]).output().ok();
-        }
-    }
+    remove_listed(&["ps", "-aq", "--filter", &label], &["rm", "-f"]);
     let repo = format!("reference=slipway/{app}");
-    if let Ok(out) = Command::new("docker")
-        .args(["images", "-q", "--filter", &repo])
-        .output()
-    {
+    remove_listed(&["images", "-q", "--filter", &repo], &["rmi", "-f"]);
+    docker_quietly(&["network", "rm", &format!("slipway-{app}")]);
+    docker_quietly(&["volume", "rm", &format!("slipway-cache-{app}")]);
+}
+
+/// Runs `remove` (e.g. `rm -f`) on each id `list` (e.g. `ps -aq`) prints.
+fn remove_listed(list: &[&str], remove: &[&str]) {
+    if let Ok(out) = Command::new("docker").args(list).output() {
         for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            Command::new("docker").args(["rmi", "-f", id]).output().ok();
+            docker_quietly(&[remove, &[id]].concat());
         }
     }
-    Command::new("docker")
-        .args(["network", "rm", &format!("slipway-{app}")])
-        .output()
-        .ok();
-    Command::new("docker")
-        .args(["volume", "rm", &format!("slipway-cache-{app}")])
-        .output()
-        .ok();
+}
+
+/// A docker command whose failure (nothing to remove) does not matter.
+fn docker_quietly(args: &[&str]) {
+    Command::new("docker").args(args).output().ok();
 }
 
 /// Copies a fixture app into a fresh git repository on `main`.

@@ -906,7 +906,12 @@ mod tests {
     }
 
     async fn fetch(pool: &Pool, method: Method) -> Response<AppBody> {
-        match pool.send(request(method)).await {
+        send_ok(pool, request(method)).await
+    }
+
+    /// Sends `req` and returns its response, the head received.
+    async fn send_ok(pool: &Pool, req: Request<crate::router::UpstreamBody>) -> Response<AppBody> {
+        match pool.send(req).await {
             Ok(sent) => sent.response,
             Err(SendError::Connect(err)) => panic!("connect: {err}"),
             Err(SendError::Request(err) | SendError::Unanswered(err)) => panic!("send: {err}"),
@@ -1277,12 +1282,7 @@ mod tests {
         let (addr, mut received) = recording(b"hello", false).await;
         let pool = pool(addr);
         let body = request_body(http_body_util::Full::new(Bytes::from_static(b"hello")), 100).await;
-        let response = pool
-            .send(post(body))
-            .await
-            .map_err(|_| "send")
-            .expect("sent")
-            .response;
+        let response = send_ok(&pool, post(body)).await;
         assert_eq!(read_all(response).await.expect("body"), "ok");
         let head = String::from_utf8(received.recv().await.expect("request")).expect("text");
         assert!(head.starts_with("POST /upload HTTP/1.1\r\n"), "{head}");
@@ -1303,12 +1303,7 @@ mod tests {
             }
         });
         let body = request_body(body, 100).await;
-        let response = pool
-            .send(post(body))
-            .await
-            .map_err(|_| "send")
-            .expect("sent")
-            .response;
+        let response = send_ok(&pool, post(body)).await;
         assert_eq!(read_all(response).await.expect("body"), "ok");
         let head = String::from_utf8(received.recv().await.expect("request")).expect("text");
         assert!(
@@ -1335,12 +1330,7 @@ mod tests {
             .await
             .expect("first part");
         let body = request_body(body, 100).await;
-        let response = pool
-            .send(post(body))
-            .await
-            .map_err(|_| "send")
-            .expect("answered early")
-            .response;
+        let response = send_ok(&pool, post(body)).await;
         assert_eq!(read_all(response).await.expect("body"), "ok");
         assert_eq!(pool.idle_count(), 0, "the request was not finished on it");
         drop(sender);
