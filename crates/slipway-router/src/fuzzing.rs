@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::headers::{self, Forwarding};
 use crate::router::{Router, RouterConfig};
 use crate::table::{Counters, RouteTable};
+use crate::upstream;
 
 /// Looks up the host of a request made of `uri` and a `Host` header in a table of `hosts`.
 /// Invariants: the host looked up is lowercase, non-empty, without a trailing dot, and it is
@@ -97,7 +98,7 @@ pub fn rewrite(raw: &[(Vec<u8>, Vec<u8>)], upgrade: bool, http2: bool) {
 
     let authority = HeaderValue::from_static("demo.example.com:8080");
     let port = HeaderValue::from_static("8080");
-    Forwarding {
+    let forwarding = Forwarding {
         authority: &authority,
         forwarded_for: &forwarded_for,
         https: false,
@@ -109,24 +110,48 @@ pub fn rewrite(raw: &[(Vec<u8>, Vec<u8>)], upgrade: bool, http2: bool) {
         } else {
             Version::HTTP_11
         },
-    }
-    .apply(&mut headers);
+    };
+    let mut request = Request::new(());
+    *request.headers_mut() = headers.clone();
+    let (parts, ()) = request.into_parts();
+    let mut head = Vec::new();
+    upstream::encode_head(&mut head, &parts, None, Some(&forwarding));
+    let mut fields = vec![httparse::EMPTY_HEADER; headers.len() + 8];
+    let mut parsed = httparse::Request::new(&mut fields);
+    assert!(
+        matches!(parsed.parse(&head), Ok(httparse::Status::Complete(len)) if len == head.len()),
+        "the request head does not parse"
+    );
+    let sent = |name: &str| -> Vec<&[u8]> {
+        parsed
+            .headers
+            .iter()
+            .filter(|field| field.name.eq_ignore_ascii_case(name))
+            .map(|field| field.value.trim_ascii())
+            .collect()
+    };
     for (name, expected) in [
         ("host", &authority),
         ("x-forwarded-for", &forwarded_for),
         ("x-forwarded-port", &port),
         ("x-request-id", &request_id),
     ] {
-        let values: Vec<&HeaderValue> = headers.get_all(name).iter().collect();
-        assert_eq!(values, [expected], "{name}");
+        assert_eq!(sent(name), [expected.as_bytes()], "{name}");
     }
-    assert_eq!(headers.get_all("x-forwarded-proto").iter().count(), 1);
-    let via = headers
-        .get_all(header::VIA)
-        .iter()
-        .next_back()
-        .expect("via");
-    assert!(via.as_bytes().ends_with(b" slipway"));
+    assert_eq!(sent("x-forwarded-proto"), [b"http"]);
+    assert_eq!(sent("x-request-start").len(), 1);
+    let via = sent("via");
+    assert!(via.last().expect("via").ends_with(b" slipway"));
+    for name in headers.keys() {
+        if !Forwarding::replaces(name) && name != header::VIA && name != header::TRANSFER_ENCODING {
+            let kept: Vec<&[u8]> = headers
+                .get_all(name)
+                .iter()
+                .map(|value| value.as_bytes().trim_ascii())
+                .collect();
+            assert_eq!(sent(name.as_str()), kept, "{name} changed on the way");
+        }
+    }
 }
 
 /// Serves `input` as the bytes of one plain-HTTP client connection, through the whole request

@@ -23,6 +23,7 @@ use hyper::body::Body as _;
 use tokio::time::Instant;
 
 use crate::connector;
+use crate::headers::Forwarding;
 use crate::proxy::is_idempotent;
 use crate::router::UpstreamBody;
 use crate::upstream::{AppBody, Connection, UpstreamError};
@@ -126,7 +127,13 @@ impl Pool {
     /// of the response goes once more on a new connection: the backend most likely closed the
     /// idle connection as the request went out, and never saw it. Other methods are not sent
     /// twice (as nginx does not): the backend may have acted on the request before closing.
-    pub(crate) async fn send(&self, req: Request<UpstreamBody>) -> Result<Sent, SendError> {
+    /// `forwarding`: the headers telling the app about the client, written in place of the
+    /// client's own (`None` sends the headers as they are).
+    pub(crate) async fn send(
+        &self,
+        req: Request<UpstreamBody>,
+        forwarding: Option<&Forwarding<'_>>,
+    ) -> Result<Sent, SendError> {
         let (parts, body) = req.into_parts();
         let mut body = match body {
             Either::Left(body) if !body.is_end_stream() => Some(body),
@@ -135,7 +142,11 @@ impl Pool {
         if let Some(connection) = self.checkout() {
             let replayable = body.is_none() && is_idempotent(&parts.method);
             let mut pooled = self.pooled(connection);
-            match pooled.connection.send(&parts, body.take()).await {
+            match pooled
+                .connection
+                .send(&parts, body.take(), forwarding)
+                .await
+            {
                 Ok(head) => {
                     return Ok(Sent {
                         response: head.into_response(pooled),
@@ -158,7 +169,7 @@ impl Pool {
             .map_err(SendError::Connect)?;
         let connect = started.elapsed();
         let mut pooled = self.pooled(connection);
-        match pooled.connection.send(&parts, body).await {
+        match pooled.connection.send(&parts, body, forwarding).await {
             Ok(head) => Ok(Sent {
                 response: head.into_response(pooled),
                 connect,
@@ -280,7 +291,7 @@ mod tests {
 
     /// Sends a request and reads the whole body, which gives the connection back.
     async fn round_trip(pool: &Pool) -> Duration {
-        let sent = pool.send(get()).await.expect("response");
+        let sent = pool.send(get(), None).await.expect("response");
         let body = sent
             .response
             .into_body()
@@ -307,8 +318,8 @@ mod tests {
     async fn connections_in_use_are_not_shared_and_the_newest_idle_one_goes_first() {
         let (addr, accepted, _) = backend(false).await;
         let pool = Pool::new(addr, Duration::from_secs(1), 1);
-        let first = pool.send(get()).await.expect("first");
-        let second = pool.send(get()).await.expect("second");
+        let first = pool.send(get(), None).await.expect("first");
+        let second = pool.send(get(), None).await.expect("second");
         assert_eq!(
             accepted.load(Ordering::SeqCst),
             2,
@@ -320,7 +331,7 @@ mod tests {
         for sent in [first, second] {
             sent.response.into_body().collect().await.expect("body");
         }
-        let reused = pool.send(get()).await.expect("third");
+        let reused = pool.send(get(), None).await.expect("third");
         assert_eq!(
             reused.connect,
             Duration::ZERO,
@@ -334,7 +345,7 @@ mod tests {
     async fn a_dropped_connection_is_not_reused() {
         let (addr, accepted, _) = backend(false).await;
         let pool = Pool::new(addr, Duration::from_secs(1), 1);
-        let sent = pool.send(get()).await.expect("response");
+        let sent = pool.send(get(), None).await.expect("response");
         drop(sent);
         round_trip(&pool).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
@@ -370,7 +381,7 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         drop(listener);
         let pool = Pool::new(addr, Duration::from_secs(1), 1);
-        match pool.send(get()).await {
+        match pool.send(get(), None).await {
             Err(SendError::Connect(err)) => {
                 assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
             }
@@ -415,8 +426,8 @@ mod tests {
     async fn expired_connections_below_a_fresh_one_are_closed_at_checkin() {
         let (addr, accepted, _) = backend(false).await;
         let pool = Pool::new(addr, Duration::from_secs(1), 1);
-        let old = pool.send(get()).await.expect("old");
-        let new = pool.send(get()).await.expect("new");
+        let old = pool.send(get(), None).await.expect("old");
+        let new = pool.send(get(), None).await.expect("new");
         old.response.into_body().collect().await.expect("body");
         tokio::time::sleep(IDLE_TIMEOUT).await;
         new.response.into_body().collect().await.expect("body");

@@ -163,7 +163,6 @@ impl Router {
         // The router's HTTP server answers `Expect: 100-continue` itself, when the body is
         // first read on its way upstream; the app gets the body without being asked.
         headers.remove(header::EXPECT);
-        forwarding.apply(&mut headers);
 
         // A retry needs the whole request again; the router only keeps it when it is
         // headers alone and sending it twice is harmless.
@@ -203,7 +202,7 @@ impl Router {
             log.sent_at = Some(sent_at);
             let sent = tokio::select! {
                 biased;
-                sent = client.send(upstream) => Ok(sent),
+                sent = client.send(upstream, Some(forwarding)) => Ok(sent),
                 () = deadline.as_mut() => Err(()),
             };
             let sent = match sent {

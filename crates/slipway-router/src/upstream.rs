@@ -26,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::body::{RequestBody, RequestBodyError};
+use crate::headers::Forwarding;
 use crate::pool::Pooled;
 
 /// Headers accepted in a response head; hyper's client allows the same number.
@@ -296,10 +297,11 @@ impl Connection {
         &mut self,
         parts: &request::Parts,
         body: Option<RequestBody>,
+        forwarding: Option<&Forwarding<'_>>,
     ) -> Result<Head, UpstreamError> {
         let head_request = parts.method == http::Method::HEAD;
         let length = body.as_ref().map(|body| body.size_hint().exact());
-        encode_head(&mut self.write, parts, length);
+        encode_head(&mut self.write, parts, length, forwarding);
         let Some(body) = body else {
             let written = self.stream.write_all(&self.write).await;
             let head = read_head(&mut self.stream, &mut self.read, head_request).await;
@@ -435,7 +437,13 @@ fn closed(err: &io::Error) -> bool {
 }
 
 /// `length`: `None` for no body, `Some(None)` for one of unknown length (sent chunked).
-fn encode_head(buf: &mut Vec<u8>, parts: &request::Parts, length: Option<Option<u64>>) {
+/// `forwarding`: the headers that tell the app about the client, in place of the client's own.
+pub(crate) fn encode_head(
+    buf: &mut Vec<u8>,
+    parts: &request::Parts,
+    length: Option<Option<u64>>,
+    forwarding: Option<&Forwarding<'_>>,
+) {
     buf.clear();
     buf.extend_from_slice(parts.method.as_str().as_bytes());
     buf.push(b' ');
@@ -444,7 +452,9 @@ fn encode_head(buf: &mut Vec<u8>, parts: &request::Parts, length: Option<Option<
     buf.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &parts.headers {
         // The router frames the body itself; a bodiless request keeps the client's length.
-        if name == header::TRANSFER_ENCODING || (length.is_some() && name == header::CONTENT_LENGTH)
+        if name == header::TRANSFER_ENCODING
+            || (length.is_some() && name == header::CONTENT_LENGTH)
+            || (forwarding.is_some() && Forwarding::replaces(name))
         {
             continue;
         }
@@ -452,6 +462,9 @@ fn encode_head(buf: &mut Vec<u8>, parts: &request::Parts, length: Option<Option<
         buf.extend_from_slice(b": ");
         buf.extend_from_slice(value.as_bytes());
         buf.extend_from_slice(b"\r\n");
+    }
+    if let Some(forwarding) = forwarding {
+        forwarding.write_lines(buf);
     }
     match length {
         None => {}
@@ -911,7 +924,7 @@ mod tests {
 
     /// Sends `req` and returns its response, the head received.
     async fn send_ok(pool: &Pool, req: Request<crate::router::UpstreamBody>) -> Response<AppBody> {
-        match pool.send(req).await {
+        match pool.send(req, None).await {
             Ok(sent) => sent.response,
             Err(SendError::Connect(err)) => panic!("connect: {err}"),
             Err(SendError::Request(err) | SendError::Unanswered(err)) => panic!("send: {err}"),
@@ -919,7 +932,7 @@ mod tests {
     }
 
     async fn fetch_err(pool: &Pool) -> UpstreamError {
-        match pool.send(request(Method::GET)).await {
+        match pool.send(request(Method::GET), None).await {
             Ok(_) => panic!("expected an error"),
             Err(SendError::Connect(err)) => panic!("connect: {err}"),
             Err(SendError::Request(err) | SendError::Unanswered(err)) => err,
@@ -1149,7 +1162,7 @@ mod tests {
     #[tokio::test]
     async fn a_new_connection_closed_without_a_response_is_unanswered() {
         let (addr, _) = scripted(&[&[]], Some(1)).await;
-        match pool(addr).send(request(Method::GET)).await {
+        match pool(addr).send(request(Method::GET), None).await {
             Err(SendError::Unanswered(UpstreamError::Unanswered(_))) => {}
             Err(SendError::Request(err)) => panic!("expected unanswered, got {err}"),
             other => panic!("expected unanswered, got {:?}", other.err()),
@@ -1344,7 +1357,7 @@ mod tests {
             3,
         )
         .await;
-        let err = match pool(addr).send(post(body)).await {
+        let err = match pool(addr).send(post(body), None).await {
             Err(SendError::Request(err)) => err,
             Err(SendError::Connect(err)) => panic!("connect: {err}"),
             Err(SendError::Unanswered(err)) => panic!("unanswered: {err}"),
@@ -1382,17 +1395,17 @@ mod tests {
             .expect("request")
             .into_parts();
         let mut buf = Vec::new();
-        encode_head(&mut buf, &parts, Some(Some(5)));
+        encode_head(&mut buf, &parts, Some(Some(5)), None);
         assert_eq!(
             buf,
             b"POST /upload?x=1 HTTP/1.1\r\nhost: demo.example.com\r\ncontent-length: 5\r\n\r\n"
         );
-        encode_head(&mut buf, &parts, Some(None));
+        encode_head(&mut buf, &parts, Some(None), None);
         assert_eq!(
             buf,
             b"POST /upload?x=1 HTTP/1.1\r\nhost: demo.example.com\r\ntransfer-encoding: chunked\r\n\r\n"
         );
-        encode_head(&mut buf, &parts, None);
+        encode_head(&mut buf, &parts, None, None);
         assert_eq!(
             buf,
             b"POST /upload?x=1 HTTP/1.1\r\nhost: demo.example.com\r\ncontent-length: 99\r\n\r\n"
