@@ -40,9 +40,6 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// its cached readiness, which is what the pool looks at).
 const READ_SPACE: usize = 16 * 1024;
 
-/// Below this much free space the read buffer is grown (or reclaimed) to [`READ_SPACE`].
-const MIN_READ_SPACE: usize = 4 * 1024;
-
 /// The most a body read asks for. A body read that fills all the space it had doubles the next
 /// one's, from [`READ_SPACE`] up to this, and one that fills less than a quarter halves it, as
 /// hyper's adaptive read buffer does: a 1 MB response then takes four or five reads and writes
@@ -275,7 +272,7 @@ impl Connection {
             Poll::Pending => true,
             Poll::Ready(Err(_)) => false,
             Poll::Ready(Ok(())) => {
-                reserve(&mut self.read);
+                reserve(&mut self.read, READ_SPACE);
                 matches!(
                     self.stream.try_read_buf(&mut self.read),
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock
@@ -381,9 +378,7 @@ impl Connection {
     /// Reads more of a body, into as much space as the last read showed the socket had.
     fn poll_fill_body(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let space = self.body_read_space;
-        if self.read.capacity() - self.read.len() < space / 4 {
-            self.read.reserve(space);
-        }
+        reserve(&mut self.read, space);
         let free = self.read.capacity() - self.read.len();
         let read = ready!(tokio_util::io::poll_read_buf(
             Pin::new(&mut self.stream),
@@ -538,7 +533,7 @@ async fn read_head<R: AsyncRead + Unpin>(
                 Parsed::Partial => {}
             }
         }
-        match std::future::poll_fn(|cx| poll_fill(reader, buf, cx)).await {
+        match std::future::poll_fn(|cx| poll_fill(reader, buf, READ_SPACE, cx)).await {
             Ok(0) if received => return Err(UpstreamError::HeadCut),
             Ok(0) => {
                 return Err(UpstreamError::Unanswered(
@@ -552,18 +547,22 @@ async fn read_head<R: AsyncRead + Unpin>(
     }
 }
 
-fn reserve(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < MIN_READ_SPACE {
-        buf.reserve(READ_SPACE);
+/// Makes `space` bytes free in `buf` when less than a quarter of that is (growing it, or
+/// reclaiming what earlier reads handed out).
+fn reserve(buf: &mut BytesMut, space: usize) {
+    if buf.capacity() - buf.len() < space / 4 {
+        buf.reserve(space);
     }
 }
 
+/// Reads into `buf`, with at least a quarter of `space` free.
 fn poll_fill<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut BytesMut,
+    space: usize,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
-    reserve(buf);
+    reserve(buf, space);
     tokio_util::io::poll_read_buf(Pin::new(reader), cx, buf)
 }
 
