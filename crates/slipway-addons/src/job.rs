@@ -40,6 +40,31 @@ pub(crate) struct Job<'a> {
     pub timeout: Duration,
 }
 
+/// How many probes, one every 250 ms, fit in `timeout`: what a readiness check's script
+/// loops on.
+pub(crate) fn readiness_attempts(timeout: Duration) -> String {
+    (timeout.as_millis() / 250).max(1).to_string()
+}
+
+impl<'a> Job<'a> {
+    /// A readiness check whose script probes for `timeout` (see [`readiness_attempts`]); the
+    /// job gets 10 s more, to start its container and report.
+    pub fn readiness_check(
+        engine: &'a Arc<dyn ContainerEngine>,
+        addon: &'a AddonInstance,
+        spec: ContainerSpec,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            engine,
+            addon,
+            name: "readiness check",
+            spec,
+            timeout: timeout + Duration::from_secs(10),
+        }
+    }
+}
+
 impl Job<'_> {
     /// Runs the job to its end, feeding `stdin` (the spec must have `stdin_open`) and writing
     /// stdout to `sink` or capturing it.

@@ -14,7 +14,7 @@ use slipway_engine::{ContainerEngine, EngineError};
 use slipway_types::{ContainerSpec, Mount, MountSource};
 use tokio::io::AsyncWrite;
 
-use crate::job::Job;
+use crate::job::{self, Job};
 use crate::{AddonError, AddonInstance, AddonStatus};
 
 /// Where the official image and ours keep the cluster; the add-on's volume is mounted here.
@@ -254,25 +254,20 @@ pub(crate) async fn check_ready(
     image: &str,
     timeout: Duration,
 ) -> Result<(), AddonError> {
-    let attempts = (timeout.as_millis() / 250).max(1).to_string();
+    let attempts = job::readiness_attempts(timeout);
     let script = "i=0; until psql -X -q -A -t -c 'select 1' >/dev/null; do \
         i=$((i + 1)); [ \"$i\" -lt \"$1\" ] || exit 1; sleep 0.25; done";
-    Job {
-        engine,
+    let spec = job_spec(
         addon,
-        name: "readiness check",
-        spec: job_spec(
-            addon,
-            image,
-            "check",
-            &["/bin/sh", "-c", script, "check"],
-            &[&attempts],
-        ),
-        timeout: timeout + Duration::from_secs(10),
-    }
-    .run_ok(None, None)
-    .await
-    .map(drop)
+        image,
+        "check",
+        &["/bin/sh", "-c", script, "check"],
+        &[&attempts],
+    );
+    Job::readiness_check(engine, addon, spec, timeout)
+        .run_ok(None, None)
+        .await
+        .map(drop)
 }
 
 /// Streams `pg_dump -Fc` into `sink`; returns the bytes written.

@@ -12,7 +12,7 @@ use slipway_types::{ContainerSpec, Mount, MountSource};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::job::Job;
+use crate::job::{self, Job};
 use crate::{AddonError, AddonInstance, AddonStatus};
 
 const DATA_DIR: &str = "/data";
@@ -95,20 +95,15 @@ pub(crate) async fn check_ready(
     image: &str,
     timeout: Duration,
 ) -> Result<(), AddonError> {
-    let attempts = (timeout.as_millis() / 250).max(1).to_string();
+    let attempts = job::readiness_attempts(timeout);
     let script = "i=0; while :; do out=$(redis-cli -h \"$1\" -p \"$2\" ping 2>&1); \
         case \"$out\" in PONG) exit 0 ;; *WRONGPASS*|*NOAUTH*) echo \"$out\" >&2; exit 2 ;; esac; \
         i=$((i + 1)); if [ \"$i\" -ge \"$3\" ]; then echo \"$out\" >&2; exit 1; fi; sleep 0.25; done";
-    Job {
-        engine,
-        addon,
-        name: "readiness check",
-        spec: job_spec(addon, image, "check", script, &[&attempts]),
-        timeout: timeout + Duration::from_secs(10),
-    }
-    .run_ok(None, None)
-    .await
-    .map(drop)
+    let spec = job_spec(addon, image, "check", script, &[&attempts]);
+    Job::readiness_check(engine, addon, spec, timeout)
+        .run_ok(None, None)
+        .await
+        .map(drop)
 }
 
 /// Under Swarm: `INFO` through `redis-cli` in a job on the app network.
